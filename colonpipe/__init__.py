@@ -1,0 +1,1 @@
+"""colonpipe: ColonINST data, ColonGPT training, inference, evaluation."""

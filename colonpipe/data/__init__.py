@@ -1,0 +1,1 @@
+"""Raw sources -> manifest -> ColonINST instruction JSON."""

@@ -1,0 +1,40 @@
+"""The interim annotation manifest (``data/interim/annotations.parquet``).
+
+One row per annotated object: an image with three polyps gives three rows, an image
+with a class label only gives one row with ``box`` null. ``instruct`` merges boxes of
+one (image, category) pair into their enclosing box.
+
+| column   | type              | meaning                                                       |
+|----------|-------------------|---------------------------------------------------------------|
+| dataset  | string            | source name from params (``ingest.sources[].name``)           |
+| split    | string, nullable  | ``train``/``val``/``test`` when the source's split is official |
+| image    | string            | image path relative to the raw root, posix; the record ``id`` |
+| width    | int32             | source image width in pixels                                  |
+| height   | int32             | source image height in pixels                                 |
+| category | string            | ColonINST child category (canonical name)                     |
+| box      | list<int32>[4]    | ``[x1, y1, x2, y2]`` inclusive source pixels, or null         |
+| caption  | string, nullable  | the image's caption, repeated on each of its rows             |
+
+Rows are sorted by (image, category, box) so the file is byte-identical on rerun.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+COLUMNS = ("dataset", "split", "image", "width", "height", "category", "box", "caption")
+
+SCHEMA = pa.schema(
+    [
+        pa.field("dataset", pa.string(), nullable=False),
+        pa.field("split", pa.string()),
+        pa.field("image", pa.string(), nullable=False),
+        pa.field("width", pa.int32(), nullable=False),
+        pa.field("height", pa.int32(), nullable=False),
+        pa.field("category", pa.string(), nullable=False),
+        pa.field("box", pa.list_(pa.int32(), 4)),
+        pa.field("caption", pa.string()),
+    ]
+)
+
+SPLITS = ("train", "val", "test")

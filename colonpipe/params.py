@@ -1,0 +1,189 @@
+"""Typed, validated view of ``params.yaml``.
+
+Contract:
+- Each top-level section of ``params.yaml`` maps to one frozen dataclass in ``SECTIONS``.
+- ``load_params(path)`` validates the *whole* file: unknown sections or keys, missing
+  required keys and wrong types are collected and raised together as one ``ParamsError``
+  naming the file and every offending dotted key.
+- ``load_section(name, path)`` returns one section (after validating the whole file), so
+  a stage reads only its own knobs while a typo anywhere is still caught early.
+- Dataclass fields carry the defaults; YAML comments carry the trade-offs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+import yaml
+
+TASKS = ("cls", "reg", "rec", "cap")
+
+
+class ParamsError(ValueError):
+    """Raised with every problem found in a params file, one per line."""
+
+
+# --------------------------------------------------------------------------- data stages
+@dataclass(frozen=True)
+class DemoParams:
+    """Generated raw demo dataset (stage ``demo``)."""
+
+    seed: int = 0
+    images_per_category: int = 40  # per source; demo size vs pipeline time
+    bad_inputs: bool = True  # plant corrupt/odd files so the report shows every check
+
+
+@dataclass(frozen=True)
+class SourceParams:
+    """One raw source dataset in its native annotation format."""
+
+    name: str  # dataset name; first component of every record id
+    root: str  # folder holding the source; every file must stay under it
+    format: Literal["class_folders", "mask", "voc", "sun_txt", "yolo_txt", "json_boxes"]
+    split: Literal["official", "none"] = "none"
+    categories: dict[str, str] = field(default_factory=dict)  # raw label -> ColonINST child
+    yolo_classes: list[str] = field(default_factory=list)  # class index -> raw label (yolo_txt)
+
+
+@dataclass(frozen=True)
+class IngestParams:
+    """Raw sources -> ``data/interim/annotations.parquet`` (stage ``ingest``)."""
+
+    sources: list[SourceParams] = field(default_factory=list)
+    captions: Optional[str] = None  # JSONL {"image": <rel path>, "caption": ...}; None: no CAP
+    box_policy: Literal["clip", "skip"] = "clip"  # box partly outside the image
+    extra_categories: list[str] = field(default_factory=list)  # accepted beyond the taxonomy
+
+
+@dataclass(frozen=True)
+class InstructParams:
+    """Manifest -> ColonINST instruction JSON (stage ``instruct``)."""
+
+    seed: int = 0
+    split_ratios: list[float] = field(default_factory=lambda: [0.6, 0.1, 0.3])  # train/val/test
+
+
+# Sections are registered here; later issues add theirs (model, align, finetune, ...).
+SECTIONS: dict[str, type] = {
+    "demo": DemoParams,
+    "ingest": IngestParams,
+    "instruct": InstructParams,
+}
+
+
+# --------------------------------------------------------------------------- validation
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _convert(value: Any, tp: Any, key: str, errors: list[str]) -> Any:
+    """Check ``value`` against annotation ``tp``; return the converted value."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if tp is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _convert(value, inner[0], key, errors)
+    if origin is Literal:
+        if value not in args:
+            errors.append(f"{key}: {value!r} is not one of {list(args)}")
+        return value
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, key, errors)
+    if origin is list:
+        if not isinstance(value, list):
+            errors.append(f"{key}: expected a list, got {type(value).__name__}")
+            return value
+        return [_convert(v, args[0], f"{key}[{i}]", errors) for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            errors.append(f"{key}: expected a mapping, got {type(value).__name__}")
+            return value
+        return {
+            _convert(k, args[0], f"{key}.<key>", errors): _convert(v, args[1], f"{key}.{k}", errors)
+            for k, v in value.items()
+        }
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp in (int, float, str, bool):
+        if not isinstance(value, tp) or (tp is int and isinstance(value, bool)):
+            errors.append(f"{key}: expected {_type_name(tp)}, got {value!r}")
+        return value
+    raise TypeError(f"unsupported annotation {tp} for {key}")
+
+
+def _build(cls: type, data: Any, prefix: str, errors: list[str]) -> Any:
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        errors.append(f"{prefix}: expected a mapping, got {type(data).__name__}")
+        return None
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for key in sorted(set(data) - set(fields)):
+        errors.append(f"{prefix}.{key}: unknown key (known: {', '.join(fields)})")
+    kwargs = {}
+    for name, f in fields.items():
+        if name in data:
+            kwargs[name] = _convert(data[name], hints[name], f"{prefix}.{name}", errors)
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            errors.append(f"{prefix}.{name}: required key is missing")
+    if any(e.startswith(prefix + ".") or e.startswith(prefix + ":") for e in errors):
+        return None
+    obj = cls(**kwargs)
+    check = getattr(obj, "validate", None)
+    if check is not None:
+        errors.extend(f"{prefix}: {msg}" for msg in check())
+    return obj
+
+
+def parse_params(raw: Any, *, source: str = "<params>") -> dict[str, Any]:
+    """Validate a params mapping; return ``{section: dataclass}`` or raise ``ParamsError``."""
+    errors: list[str] = []
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{source}: top level must be a mapping of sections")
+    for key in sorted(set(raw) - set(SECTIONS)):
+        errors.append(f"{key}: unknown section (known: {', '.join(SECTIONS)})")
+    out = {name: _build(cls, raw.get(name), name, errors) for name, cls in SECTIONS.items()}
+    if errors:
+        raise ParamsError(f"{source}: {len(errors)} problem(s):\n  " + "\n  ".join(errors))
+    return out
+
+
+def load_params(path: str | Path = "params.yaml") -> dict[str, Any]:
+    """Read and validate a params YAML file."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ParamsError(f"{path}: params file not found") from None
+    except yaml.YAMLError as exc:
+        raise ParamsError(f"{path}: not valid YAML: {exc}") from None
+    return parse_params(raw, source=str(path))
+
+
+def load_section(name: str, path: str | Path = "params.yaml") -> Any:
+    """Validate the whole file, return section ``name``."""
+    if name not in SECTIONS:
+        raise ParamsError(f"{path}: no section named {name!r}")
+    return load_params(path)[name]
+
+
+def flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
+    """Flatten a section dataclass to dotted keys (``finetune.lora.r``) for tracking."""
+    if dataclasses.is_dataclass(obj):
+        obj = dataclasses.asdict(obj)
+    if isinstance(obj, dict):
+        out: dict[str, Any] = {}
+        for k, v in obj.items():
+            out.update(flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+        return out
+    return {prefix: obj}
