@@ -1,0 +1,32 @@
+"""``colonpipe <command> ...``: one entry point for the library's command-line tools.
+
+Each command is ``module:function`` taking ``argv: list[str]`` and returning an exit code;
+modules are imported lazily so ``colonpipe --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+
+COMMANDS: dict[str, tuple[str, str]] = {
+    # name: ("module:function", one-line help)
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
+        print("usage: colonpipe <command> [args]\n\ncommands:")
+        for name, (_, doc) in sorted(COMMANDS.items()):
+            print(f"  {name:<14} {doc}")
+        return 0 if not argv or argv[0] in ("-h", "--help") else 2
+    target, _ = COMMANDS[argv[0]]
+    module, func = target.split(":")
+    return int(getattr(importlib.import_module(module), func)(argv[1:]) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
