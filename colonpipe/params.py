@@ -68,11 +68,46 @@ class InstructParams:
     split_ratios: list[float] = field(default_factory=lambda: [0.6, 0.1, 0.3])  # train/val/test
 
 
+@dataclass(frozen=True)
+class InferParams:
+    """Batched, sharded, resumable generation over val/test (stage ``infer``)."""
+
+    batch_size: int = 16  # sequences per generate call; larger = faster until memory runs out
+    num_shards: int = 0  # worker processes; 0 = auto (one per visible GPU, else 1 on CPU)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"  # auto: bf16 GPU, fp32 CPU
+    attn_implementation: Literal["sdpa", "eager", "flash_attention_2"] = "sdpa"
+    max_new_tokens: dict[str, int] = field(
+        default_factory=lambda: {"cls": 40, "reg": 40, "rec": 40, "cap": 512}
+    )
+    splits: list[str] = field(default_factory=lambda: ["val", "test"])
+    cap_model: Literal["align", "finetune"] = "align"  # reference: CAP is answered by stage 1
+    limit: Optional[int] = None  # at most this many records per split (smoke tests); None = all
+    cpu_threads: int = 0  # torch threads shared by all CPU workers; 0 = all cores
+
+    def validate(self) -> list[str]:
+        problems = []
+        if self.batch_size < 1:
+            problems.append(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.num_shards < 0 or self.cpu_threads < 0:
+            problems.append("num_shards and cpu_threads must be >= 0 (0 = auto)")
+        if set(self.max_new_tokens) != set(TASKS):
+            problems.append(f"max_new_tokens needs exactly the keys {list(TASKS)}")
+        if any(v < 1 for v in self.max_new_tokens.values()):
+            problems.append("max_new_tokens values must be >= 1")
+        if not self.splits or set(self.splits) - {"train", "val", "test"}:
+            problems.append(f"splits must be a non-empty subset of train/val/test: {self.splits}")
+        if self.limit is not None and self.limit < 1:
+            problems.append(f"limit must be >= 1 or null, got {self.limit}")
+        return problems
+
+
 # Sections are registered here; later issues add theirs (model, align, finetune, ...).
 SECTIONS: dict[str, type] = {
     "demo": DemoParams,
     "ingest": IngestParams,
     "instruct": InstructParams,
+    "infer": InferParams,
 }
 
 
