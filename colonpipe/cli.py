@@ -12,6 +12,7 @@ import sys
 
 COMMANDS: dict[str, tuple[str, str]] = {
     # name: ("module:function", one-line help)
+    "check-data": ("colonpipe.data.check:main", "check a ColonINST JSON folder against its images"),
 }
 
 

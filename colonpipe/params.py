@@ -64,8 +64,17 @@ class IngestParams:
 class InstructParams:
     """Manifest -> ColonINST instruction JSON (stage ``instruct``)."""
 
-    seed: int = 0
+    seed: int = 0  # template draw and split order; same seed -> byte-identical files
     split_ratios: list[float] = field(default_factory=lambda: [0.6, 0.1, 0.3])  # train/val/test
+
+    def validate(self) -> list[str]:
+        r = self.split_ratios
+        if len(r) != 3:
+            return [f"split_ratios needs 3 values (train/val/test), got {len(r)}"]
+        problems = [f"split_ratios must be non-negative, got {r}"] if min(r) < 0 else []
+        if abs(sum(r) - 1.0) > 1e-6:
+            problems.append(f"split_ratios must sum to 1, got {sum(r):.6g}")
+        return problems
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,40 @@
+"""Stage ``instruct``: manifest -> ColonINST instruction JSON + stats.json.
+
+    python stages/instruct.py --manifest data/interim/annotations.parquet --out-dir data/coloninst
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from colonpipe.data.instruct import InstructError, build_instruct
+from colonpipe.params import ParamsError, load_section
+
+logger = logging.getLogger("stages.instruct")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--manifest", type=Path, required=True, help="annotations.parquet from ingest")
+    parser.add_argument("--out-dir", type=Path, required=True, help="receives Json-file/ and stats.json")
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        params = load_section("instruct", args.params)
+        stats = build_instruct(args.manifest, args.out_dir, params)
+    except (ParamsError, InstructError) as exc:
+        logger.error("%s", exc)
+        return 1
+    for split, tasks in stats["records"].items():
+        counts = ", ".join(f"{task}={n}" for task, n in tasks.items())
+        logger.info("%-5s %6d images: %s", split, stats["images"][split], counts)
+    logger.info("wrote %d records for %d images to %s", stats["records_total"], stats["images_total"], args.out_dir)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
