@@ -12,6 +12,7 @@ import sys
 
 COMMANDS: dict[str, tuple[str, str]] = {
     # name: ("module:function", one-line help)
+    "score": ("colonpipe.evaluate.score:main", "score ColonINST prediction files (ours or the reference's)"),
     "check-data": ("colonpipe.data.check:main", "check a ColonINST JSON folder against its images"),
 }
 

@@ -111,12 +111,32 @@ class InferParams:
         return problems
 
 
+@dataclass(frozen=True)
+class EvaluateParams:
+    """Scoring predictions (stage ``evaluate``); the metric rules are fixed by the reference."""
+
+    splits: list[str] = field(default_factory=lambda: ["val", "test"])  # val is "seen", test held out
+    tasks: list[str] = field(default_factory=lambda: list(TASKS))  # tasks without predictions are skipped
+    iou_bins: int = 20  # REC IoU histogram bins; finer shows more shape, needs more records
+
+    def validate(self) -> list[str]:
+        problems = []
+        if not self.splits or set(self.splits) - {"train", "val", "test"}:
+            problems.append(f"splits must be a non-empty subset of train/val/test: {self.splits}")
+        if not self.tasks or set(self.tasks) - set(TASKS):
+            problems.append(f"tasks must be a non-empty subset of {list(TASKS)}: {self.tasks}")
+        if not 2 <= self.iou_bins <= 200:
+            problems.append(f"iou_bins must be in 2..200, got {self.iou_bins}")
+        return problems
+
+
 # Sections are registered here; later issues add theirs (model, align, finetune, ...).
 SECTIONS: dict[str, type] = {
     "demo": DemoParams,
     "ingest": IngestParams,
     "instruct": InstructParams,
     "infer": InferParams,
+    "evaluate": EvaluateParams,
 }
 
 

@@ -1,0 +1,92 @@
+"""Evaluate every split and task of a prediction folder: DVC metrics, details and plots.
+
+For each split in ``splits`` and each task whose prediction file exists
+(``{pred_dir}/{split}_pred_{task}.json``; CAP from ``cap_pred_dir`` when given, as the
+reference scores captions with the stage-1 model), this scores the file against its source
+``{source_dir}/{split}/ColonINST-{split}-{task}.json`` (count check) and writes:
+
+- ``{metrics_dir}/{split}.json``: ``{task: headline metrics}``, shallow for ``dvc metrics``;
+- ``{plots_dir}/{split}/scores.json``: full results with breakdowns (no per-record rows);
+- ``{plots_dir}/{split}/*.png|csv``: see :mod:`colonpipe.evaluate.report`.
+
+A missing prediction file is skipped with a warning; a file-level problem raises.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from colonpipe.evaluate.report import write_json, write_plots
+from colonpipe.evaluate.score import Baselines, headline, score_predictions, train_baselines
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EvaluationResult:
+    """What one evaluation wrote; ``metrics`` is ``{split: {task: {metric: value}}}``."""
+
+    metrics: dict[str, dict[str, dict]]
+    metric_files: list[Path]
+    artifacts: list[Path]  # plots, plot data and scores.json files, for MLflow
+
+
+def _rounded(block: dict) -> dict:
+    return {k: round(v, 6) if isinstance(v, float) else v for k, v in block.items()}
+
+
+def evaluate_split(
+    split: str,
+    pred_dir: Path,
+    *,
+    tasks: list[str],
+    cap_pred_dir: Path | None = None,
+    source_dir: Path | None = None,
+    baselines: Baselines | None = None,
+) -> dict[str, dict]:
+    """``{task: full score dict}`` for the tasks of ``split`` that have a prediction file."""
+    results = {}
+    for task in tasks:
+        folder = cap_pred_dir if task == "cap" and cap_pred_dir is not None else pred_dir
+        pred = Path(folder) / f"{split}_pred_{task}.json"
+        if not pred.exists():
+            logger.warning("%s: no prediction file; %s %s not evaluated", pred, split, task)
+            continue
+        source = Path(source_dir) / split / f"ColonINST-{split}-{task}.json" if source_dir else None
+        if source is not None and not source.exists():
+            logger.warning("%s: source file missing; record count not checked", source)
+            source = None
+        results[task] = score_predictions(pred, task, source_path=source, baselines=baselines)
+        logger.info("%s %s: %s", split, task, _rounded(headline(results[task])))
+    return results
+
+
+def evaluate_splits(
+    pred_dir: Path,
+    *,
+    metrics_dir: Path,
+    plots_dir: Path,
+    splits: list[str],
+    tasks: list[str],
+    cap_pred_dir: Path | None = None,
+    source_dir: Path | None = None,
+    train_json: Path | None = None,
+    iou_bins: int = 20,
+) -> EvaluationResult:
+    """Score every (split, task) present, write metrics, details and plots (module docstring)."""
+    baselines = train_baselines(Path(train_json)) if train_json is not None else None
+    metrics, metric_files, artifacts = {}, [], []
+    for split in splits:
+        results = evaluate_split(split, Path(pred_dir), tasks=tasks, cap_pred_dir=cap_pred_dir,
+                                 source_dir=source_dir, baselines=baselines)
+        if not results:
+            logger.warning("split %s: no prediction files found; writing empty metrics", split)
+        metrics[split] = {task: _rounded(headline(r)) for task, r in results.items()}
+        metric_files.append(write_json(Path(metrics_dir) / f"{split}.json", metrics[split]))
+        split_dir = Path(plots_dir) / split
+        details = {t: {k: v for k, v in r.items() if k != "records"} for t, r in results.items()}
+        artifacts.append(write_json(split_dir / "scores.json", details))
+        artifacts += write_plots(results, split_dir, label=split, iou_bins=iou_bins)
+    return EvaluationResult(metrics, metric_files, artifacts)

@@ -1,0 +1,57 @@
+"""Stage ``evaluate``: prediction files -> metrics/{split}.json (DVC metrics) + plots/{split}/.
+
+    python stages/evaluate.py --pred-dir models/finetune/pred --cap-pred-dir models/align/pred \\
+        --train-json data/coloninst/Json-file/train/ColonINST-train-3tasks.json \\
+        --source-dir data/coloninst/Json-file --metrics-dir metrics --plots-dir plots
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from colonpipe.evaluate.score import PredictionFileError
+from colonpipe.evaluate.suite import evaluate_splits
+from colonpipe.params import ParamsError, load_section
+
+logger = logging.getLogger("stages.evaluate")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--pred-dir", type=Path, required=True, help="{split}_pred_{task}.json files")
+    parser.add_argument("--cap-pred-dir", type=Path, help="CAP predictions (default: --pred-dir)")
+    parser.add_argument("--train-json", type=Path, help="stage-2 train JSON for the baselines")
+    parser.add_argument("--source-dir", type=Path, help="Json-file folder; record counts are checked")
+    parser.add_argument("--metrics-dir", type=Path, required=True)
+    parser.add_argument("--plots-dir", type=Path, required=True)
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        params = load_section("evaluate", args.params)
+        result = evaluate_splits(
+            args.pred_dir,
+            metrics_dir=args.metrics_dir,
+            plots_dir=args.plots_dir,
+            splits=params.splits,
+            tasks=params.tasks,
+            cap_pred_dir=args.cap_pred_dir,
+            source_dir=args.source_dir,
+            train_json=args.train_json,
+            iou_bins=params.iou_bins,
+        )
+    except (ParamsError, PredictionFileError) as exc:
+        logger.error("%s", exc)
+        return 1
+    for split, tasks in result.metrics.items():
+        for task, block in tasks.items():
+            logger.info("%-4s %-3s %s", split, task, block)
+    logger.info("wrote %d metrics files and %d plot files", len(result.metric_files), len(result.artifacts))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
