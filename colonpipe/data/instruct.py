@@ -284,6 +284,6 @@ def build_instruct(manifest_path: Path, out_dir: Path, params: InstructParams) -
     stats = compute_stats(images, split_of, records, skipped)
     stats["files"] = files
     write_json_atomic(out_dir / "stats.json", stats)
-    for key, n in stats["skipped"].items():
-        logger.warning("skipped: %s = %d", key, n)
+    if stats["skipped"]:
+        logger.info("skipped or unused: %s", ", ".join(f"{k}={n}" for k, n in stats["skipped"].items()))
     return stats
