@@ -13,6 +13,7 @@ Contract:
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -130,11 +131,85 @@ class EvaluateParams:
         return problems
 
 
+# --------------------------------------------------------------------------- model
+_PROJECTOR = re.compile(r"ppc(_\d+)+|mlp2x_gelu|linear")
+
+
+def _projector_problems(name: str, grid: int, key: str) -> list[str]:
+    if not _PROJECTOR.fullmatch(name):
+        return [f"{key}: {name!r} is not ppc_<a>_<b>_..., mlp2x_gelu or linear"]
+    if name.startswith("ppc"):
+        levels = [int(x) for x in name.split("_")[1:]]
+        if min(levels) < 1 or any(a <= b for a, b in zip(levels, levels[1:])):
+            return [f"{key}: {name!r} levels must be >= 1 and strictly decreasing"]
+        if levels[0] > grid:
+            return [f"{key}: {name!r} level {levels[0]} exceeds the {grid}x{grid} patch grid"]
+    return []
+
+
+@dataclass(frozen=True)
+class TinyModelParams:
+    """Dimensions of the ``tiny`` preset: random weights, trains on 2 CPU cores in minutes."""
+
+    image_size: int = 96
+    patch_size: int = 8  # grid = image_size // patch_size
+    vision_hidden: int = 64
+    vision_layers: int = 2
+    vision_heads: int = 4
+    vision_intermediate: int = 256
+    text_hidden: int = 128
+    text_layers: int = 3
+    text_heads: int = 4
+    text_intermediate: int = 512
+    vocab_size: int = 1024  # BPE vocabulary trained on the instruction corpus (embedding rows)
+    max_position: int = 512
+    projector_type: str = "ppc_6_3_1"
+
+    def validate(self) -> list[str]:
+        problems = [
+            f"tiny.{name} must be >= 1, got {getattr(self, name)}"
+            for name in ("image_size", "patch_size", "vision_hidden", "vision_layers", "vision_heads",
+                         "vision_intermediate", "text_hidden", "text_layers", "text_heads",
+                         "text_intermediate", "max_position")
+            if getattr(self, name) < 1
+        ]
+        if problems:
+            return problems
+        if self.vision_hidden % self.vision_heads or self.text_hidden % self.text_heads:
+            problems.append("tiny: vision_hidden / text_hidden must be divisible by their heads")
+        if self.vocab_size < 300:
+            problems.append(f"tiny.vocab_size must be >= 300 (256 bytes + specials + merges), got {self.vocab_size}")
+        grid = self.image_size // self.patch_size
+        return problems + _projector_problems(self.projector_type, grid, "tiny.projector_type")
+
+
+@dataclass(frozen=True)
+class ModelParams:
+    """Base model (stage ``base``): the ``tiny`` preset or the real ``phi15-siglip`` pair."""
+
+    preset: Literal["tiny", "phi15-siglip"] = "tiny"
+    seed: int = 0  # tiny: weight init
+    projector_type: Optional[str] = None  # None: tiny.projector_type / ppc_14_7_1 for phi15-siglip
+    vision_feature_layer: int = -2  # -2: penultimate SigLIP layer
+    llm: str = "microsoft/phi-1_5"  # phi15-siglip: hub id or local folder
+    vision: str = "google/siglip-so400m-patch14-384"  # phi15-siglip: hub id or local folder
+    save_dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    tiny: TinyModelParams = field(default_factory=TinyModelParams)
+
+    def validate(self) -> list[str]:
+        if self.projector_type is None:
+            return []
+        # phi15-siglip: the grid comes from the vision config; ColonGPTConfig checks the levels.
+        grid = self.tiny.image_size // self.tiny.patch_size if self.preset == "tiny" else 10**6
+        return _projector_problems(self.projector_type, grid, "projector_type")
+
+
 # Sections are registered here; later issues add theirs (model, align, finetune, ...).
 SECTIONS: dict[str, type] = {
     "demo": DemoParams,
     "ingest": IngestParams,
     "instruct": InstructParams,
+    "model": ModelParams,
     "infer": InferParams,
     "evaluate": EvaluateParams,
 }

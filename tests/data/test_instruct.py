@@ -3,6 +3,8 @@
 import hashlib
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pyarrow as pa
@@ -225,3 +227,16 @@ def test_unusable_manifest_names_the_file(tmp_path):
         build_instruct(tmp_path / "junk.parquet", tmp_path / "o", InstructParams())
     with pytest.raises(InstructError, match="split_ratios"):
         build_instruct(tmp_path / "few.parquet", tmp_path / "o", InstructParams(split_ratios=[0.5, 0.1, 0.1]))
+
+
+def test_stage_cli_runs_and_reports_bad_manifest(tmp_path):
+    repo = Path(__file__).resolve().parents[2]
+    manifest = _big_manifest(tmp_path / "m.parquet", n=12)
+    cmd = [sys.executable, str(repo / "stages/instruct.py"), "--params", str(repo / "params.yaml")]
+    ok = subprocess.run(cmd + ["--manifest", str(manifest), "--out-dir", str(tmp_path / "o")],
+                        capture_output=True, text=True, cwd=tmp_path)
+    assert ok.returncode == 0, ok.stderr
+    assert "wrote" in ok.stderr and (tmp_path / "o/Json-file/train/ColonINST-train-3tasks.json").is_file()
+    bad = subprocess.run(cmd + ["--manifest", str(tmp_path / "none.parquet"), "--out-dir", str(tmp_path / "p")],
+                         capture_output=True, text=True, cwd=tmp_path)
+    assert bad.returncode == 1 and "none.parquet: manifest not found" in bad.stderr
