@@ -14,6 +14,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     # name: ("module:function", one-line help)
     "score": ("colonpipe.evaluate.score:main", "score ColonINST prediction files (ours or the reference's)"),
     "check-data": ("colonpipe.data.check:main", "check a ColonINST JSON folder against its images"),
+    "rollback": ("colonpipe.tracking.commands:rollback_main", "move the registry's champion alias back to previous"),
+    "registry": ("colonpipe.tracking.commands:registry_main", "show the registered model's aliases and versions"),
 }
 
 

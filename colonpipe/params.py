@@ -204,6 +204,32 @@ class ModelParams:
         return _projector_problems(self.projector_type, grid, "projector_type")
 
 
+# --------------------------------------------------------------------------- registry
+@dataclass(frozen=True)
+class RegisterParams:
+    """Model-registry promotion rule (stage ``register``).
+
+    Metric names are dotted paths into the metrics JSON files, prefixed by the file stem:
+    ``metrics/test.json`` ``{"cls": {"accuracy": ..}}`` -> ``test.cls.accuracy``.
+    """
+
+    model_name: str = "colongpt"  # registered model name in MLflow
+    primary_metric: str = "test.cls.accuracy"  # the candidate must beat the champion strictly
+    higher_is_better: dict[str, bool] = field(default_factory=dict)  # per metric; unlisted: true
+    guards: dict[str, float] = field(default_factory=dict)  # metric -> tolerated regression (>= 0)
+    floors: dict[str, float] = field(default_factory=dict)  # first model: metric -> minimum
+    # (a maximum for a lower-is-better metric)
+
+    def validate(self) -> list[str]:
+        problems = []
+        if not self.model_name.strip():
+            problems.append("model_name must not be empty")
+        if not self.primary_metric.strip():
+            problems.append("primary_metric must not be empty")
+        problems += [f"guards.{k}: tolerance must be >= 0, got {v}" for k, v in self.guards.items() if v < 0]
+        return problems
+
+
 # Sections are registered here; later issues add theirs (model, align, finetune, ...).
 SECTIONS: dict[str, type] = {
     "demo": DemoParams,
@@ -212,6 +238,7 @@ SECTIONS: dict[str, type] = {
     "model": ModelParams,
     "infer": InferParams,
     "evaluate": EvaluateParams,
+    "register": RegisterParams,
 }
 
 
