@@ -1,0 +1,24 @@
+"""MLflow tracking for colonpipe: one logger interface, parent/child stage runs, lineage,
+and the model-registry promotion rule.
+
+Typical use in a stage::
+
+    from colonpipe.tracking import stage_run
+    with stage_run("finetune", params=flatten(cfg, "finetune"), inputs=[data_dir]) as log:
+        log.log_metrics({"train.loss": loss}, step=step)
+"""
+
+from colonpipe.tracking.logger import MlflowLogger, RunLogger
+from colonpipe.tracking.runs import PARENT_ENV, stage_run
+from colonpipe.tracking.store import experiment_name, get_client, get_experiment_id, tracking_uri
+
+__all__ = [
+    "MlflowLogger",
+    "PARENT_ENV",
+    "RunLogger",
+    "experiment_name",
+    "get_client",
+    "get_experiment_id",
+    "stage_run",
+    "tracking_uri",
+]

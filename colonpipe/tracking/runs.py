@@ -1,0 +1,197 @@
+"""Parent/child runs: one parent per pipeline execution, one child per stage.
+
+How a stage finds its parent (``resolve_parent``):
+1. ``$COLONPIPE_PARENT_RUN_ID`` when set: Prefect flows and sweeps open the parent and pass it
+   down; they also end it.
+2. Otherwise the *pipeline key* of the DVC invocation running us: host, pid and start time
+   of the nearest ancestor process whose command line is ``dvc ...`` (read from ``/proc``),
+   plus ``$DVC_EXP_NAME``. Every stage of one ``dvc repro`` shares it; each ``dvc exp run``
+   (and each queued ``dvc exp exec-run``) gets its own. The parent tagged with that key is
+   found or created under a file lock, so two stages never create two parents. Such a
+   parent is marked FINISHED after each child (FAILED if a child fails) and RUNNING again
+   when the next child opens.
+3. No DVC ancestor and no env var (a stage run by hand): the stage run is top-level.
+
+``stage_run`` opens the child, records lineage, makes it MLflow's active run (so MLflow's
+fluent API, e.g. ``mlflow.pyfunc.log_model``, logs into it) and yields an ``MlflowLogger``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import socket
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterator, Mapping, Optional, Sequence
+
+from colonpipe.tracking import lineage as lin
+from colonpipe.tracking.logger import MlflowLogger
+from colonpipe.tracking.store import file_lock, get_client, get_experiment_id
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+logger = logging.getLogger(__name__)
+
+PARENT_ENV = "COLONPIPE_PARENT_RUN_ID"
+KEY_TAG = "colonpipe.pipeline_key"
+PARENT_TAG = "mlflow.parentRunId"
+LOCK_TAG = "colonpipe.dvc_lock"
+
+
+@dataclass(frozen=True)
+class Parent:
+    run_id: str
+    owned: bool  # True: we manage its status (key-based); False: an outer flow owns it
+
+
+def _proc_stat(pid: int) -> tuple[int, str]:
+    """(parent pid, start time in clock ticks) from ``/proc/<pid>/stat``."""
+    text = Path(f"/proc/{pid}/stat").read_text()
+    fields = text[text.rindex(")") + 2 :].split()  # the command name may hold spaces/parens
+    return int(fields[1]), fields[19]
+
+
+def _is_dvc(argv: Sequence[str]) -> bool:
+    """``dvc ...``, ``python /path/bin/dvc ...`` or ``python -m dvc ...``."""
+    if not argv:
+        return False
+    if Path(argv[0]).name == "dvc":
+        return True
+    if Path(argv[0]).name.startswith("python") and len(argv) > 1:
+        return Path(argv[1]).name == "dvc" or list(argv[1:3]) == ["-m", "dvc"]
+    return False
+
+
+def dvc_ancestor(pid: Optional[int] = None) -> Optional[tuple[int, str, list[str]]]:
+    """(pid, start ticks, argv) of the nearest ancestor running DVC, or None."""
+    try:
+        current = _proc_stat(pid or os.getpid())[0]
+        while current > 1:
+            argv = Path(f"/proc/{current}/cmdline").read_bytes().split(b"\0")
+            argv = [a.decode(errors="replace") for a in argv if a]
+            ppid, start = _proc_stat(current)
+            if _is_dvc(argv):
+                return current, start, argv
+            current = ppid
+    except (OSError, ValueError, IndexError):
+        return None  # no /proc (not Linux) or the process vanished
+    return None
+
+
+def pipeline_key() -> Optional[tuple[str, str]]:
+    """(key, dvc command line) identifying the DVC invocation running us, or None."""
+    found = dvc_ancestor()
+    if found is None:
+        return None
+    pid, start, argv = found
+    exp = os.environ.get("DVC_EXP_NAME", "")
+    return f"{socket.gethostname()}:{pid}:{start}:{exp}", " ".join(argv)
+
+
+def resolve_parent(client: "MlflowClient", experiment_id: str) -> Optional[Parent]:
+    """The parent run for a stage starting now (see module doc), or None."""
+    env_id = os.environ.get(PARENT_ENV)
+    if env_id:
+        client.get_run(env_id)  # fails loudly on a wrong id
+        return Parent(env_id, owned=False)
+    found = pipeline_key()
+    if found is None:
+        return None
+    key, command = found
+    with file_lock("parent-run"):
+        runs = client.search_runs(
+            [experiment_id], filter_string=f"tags.`{KEY_TAG}` = '{key}'", max_results=1
+        )
+        if runs:
+            client.update_run(runs[0].info.run_id, status="RUNNING")
+            return Parent(runs[0].info.run_id, owned=True)
+        tags = {KEY_TAG: key, "colonpipe.dvc_command": command}
+        exp = os.environ.get("DVC_EXP_NAME")
+        if exp:
+            tags["colonpipe.dvc_exp_name"] = exp
+        run = client.create_run(experiment_id, run_name=exp or f"pipeline {command}", tags=tags)
+        logger.info("opened parent run %s for %r", run.info.run_id, command)
+        return Parent(run.info.run_id, owned=True)
+
+
+def backfill_lock_entries(client: "MlflowClient", parent_id: str, lock: Mapping[str, Any]) -> int:
+    """Tag finished sibling runs with their now-written ``dvc.lock`` entry; return how many.
+
+    DVC writes a stage's lock entry only after its command exits, so a stage cannot log its
+    own; the next stage of the same pipeline does it here.
+    """
+    import json
+
+    done = 0
+    for run in client.search_runs(
+        [client.get_run(parent_id).info.experiment_id],
+        filter_string=f"tags.`{PARENT_TAG}` = '{parent_id}' and attributes.status = 'FINISHED'",
+    ):
+        stage = run.data.tags.get("colonpipe.stage")
+        if stage and LOCK_TAG not in run.data.tags and lin.lock_key(stage) in lock:
+            entry = json.dumps(lock[lin.lock_key(stage)], sort_keys=True, default=str)
+            client.set_tag(run.info.run_id, LOCK_TAG, entry[:8000])
+            done += 1
+    return done
+
+
+def _open_child(client, experiment_id, stage, parent, lineage) -> MlflowLogger:
+    tags = lin.lineage_tags(lineage)
+    if parent is not None:
+        tags[PARENT_TAG] = parent.run_id
+    run = client.create_run(experiment_id, run_name=stage, tags={})
+    log = MlflowLogger(client, run.info.run_id)
+    log.set_tags(tags)
+    log.log_params(lineage["params"])
+    log.log_json(lineage, "lineage/lineage.json")
+    return log
+
+
+def _finish(client, log: MlflowLogger, parent: Optional[Parent], status: str) -> None:
+    client.set_terminated(log.run_id, status)
+    if parent is not None and parent.owned:
+        client.set_terminated(parent.run_id, status)
+
+
+@contextlib.contextmanager
+def stage_run(
+    stage: Optional[str] = None,
+    *,
+    params: Optional[Mapping[str, Any]] = None,
+    inputs: Sequence[str | Path] = (),
+    lockfile: str | Path = "dvc.lock",
+    client: Optional["MlflowClient"] = None,
+) -> Iterator[MlflowLogger]:
+    """Open the MLflow run of one stage execution as a child of the pipeline's parent.
+
+    ``stage`` defaults to ``$DVC_STAGE`` (set by DVC) or the script name. ``params`` are flat
+    dotted keys; ``inputs`` are the paths the stage reads (hashed for lineage, relative to
+    the working directory, where ``lockfile`` is read too). The run ends FINISHED, or
+    FAILED when the block raises.
+    """
+    import mlflow
+
+    stage = stage or os.environ.get("DVC_STAGE") or Path(sys.argv[0]).stem
+    client = client or get_client()
+    experiment_id = get_experiment_id(client)
+    parent = resolve_parent(client, experiment_id)
+    cwd = Path.cwd()
+    lineage = lin.stage_lineage(
+        stage, params=params or {}, inputs=inputs, root=cwd, lockfile=cwd / lockfile
+    )
+    if parent is not None:
+        backfill_lock_entries(client, parent.run_id, lin.read_lock(cwd / lockfile))
+    log = _open_child(client, experiment_id, stage, parent, lineage)
+    logger.info("stage %s: MLflow run %s (parent %s)", stage, log.run_id, parent and parent.run_id)
+    mlflow.set_tracking_uri(client.tracking_uri)
+    try:
+        with mlflow.start_run(run_id=log.run_id, nested=mlflow.active_run() is not None):
+            yield log
+    except BaseException:
+        _finish(client, log, parent, "FAILED")
+        raise
+    _finish(client, log, parent, "FINISHED")

@@ -1,0 +1,52 @@
+"""Stage ``register``: register the finetuned model; ``champion`` moves only if it wins.
+
+    python stages/register.py --metrics metrics/test.json --metrics-val metrics/val.json \\
+        --model-dir models/finetune/final --out registry.json
+
+Logs the metrics and the model directory to this stage's MLflow run, registers a new
+version of params ``register.model_name``, applies the promotion rule and appends the
+decision to ``--out`` (which DVC must keep: ``persist: true``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from colonpipe.params import ParamsError, flatten, load_section
+from colonpipe.tracking import stage_run
+from colonpipe.tracking.registry import RegistryError, register_model
+
+logger = logging.getLogger("stages.register")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--metrics", type=Path, required=True, help="test metrics JSON (dvc metrics)")
+    parser.add_argument("--metrics-val", type=Path, help="val metrics JSON (optional, prefix 'val.')")
+    parser.add_argument("--model-dir", type=Path, required=True, help="the candidate model folder")
+    parser.add_argument("--out", type=Path, default=Path("registry.json"), help="decision log")
+    parser.add_argument("--artifact-path", default="model", help="where the model goes in the run")
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    metrics = [args.metrics] + ([args.metrics_val] if args.metrics_val else [])
+    try:
+        cfg = load_section("register", args.params)
+        with stage_run("register", params=flatten(cfg, "register"), inputs=[*metrics, args.model_dir]) as log:
+            decision = register_model(
+                cfg, log, metrics_paths=metrics, model_dir=args.model_dir,
+                registry_path=args.out, artifact_path=args.artifact_path,
+            )
+    except (ParamsError, RegistryError) as exc:
+        logger.error("%s", exc)
+        return 1
+    verdict = "PROMOTED to champion" if decision.promoted else "not promoted"
+    print(f"{decision.model_name} v{decision.candidate_version}: {verdict}: {decision.reason}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
