@@ -21,10 +21,13 @@ Contract, decided once here and relied on everywhere else:
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 from collections import Counter, defaultdict
 from collections.abc import Hashable, Iterable, Sequence
+
+logger = logging.getLogger(__name__)
 
 EOS = "<|endoftext|>"
 IOU_THRESHOLD = 0.5  # fixed by the reference evaluator; a hit is IoU > 0.5, strictly
@@ -148,6 +151,7 @@ def caption_scores(predictions: Sequence[str], references: Sequence[str]) -> dic
     empty = {"bleu4": [], "rouge_l": [], "cider": []}
     if not predictions:
         return {"bleu4": 0.0, "rouge_l": 0.0, "cider": 0.0, "per_record": empty}
+    logger.info("scoring %d captions (pycocoevalcap's ROUGE-L is pure Python: minutes for 45k)", len(predictions))
     res = {i: [tokenize_caption(p)] for i, p in enumerate(predictions)}
     gts = {i: [tokenize_caption(r)] for i, r in enumerate(references)}
     bleu, bleu_each = Bleu(4).compute_score(gts, res, verbose=0)

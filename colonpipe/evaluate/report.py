@@ -173,8 +173,11 @@ def write_plots(results: dict[str, dict], plots_dir: Path, *, label: str, iou_bi
                                     plots_dir / f"{task}_confusion.csv", title=f"{label} {task.upper()}")
     if "rec" in results:
         ious = [r["iou"] for r in results["rec"]["records"]]
+        rec = results["rec"]
+        title = f"{label} REC IoU (avg {rec['avg_iou']:.3f}"
+        title += f", mean-box baseline {rec['baseline_avg_iou']:.3f})" if "baseline_avg_iou" in rec else ")"
         paths += plot_iou_histogram(ious, plots_dir / "rec_iou_hist.png", plots_dir / "rec_iou_hist.csv",
-                                    bins=iou_bins, title=f"{label} REC IoU (avg {results['rec']['avg_iou']:.3f})")
+                                    bins=iou_bins, title=title)
     if results:
         paths += plot_dataset_bars(results, plots_dir / "by_dataset.png", plots_dir, title=f"{label} by dataset")
     logger.info("wrote %d plot files under %s", len(paths), plots_dir)

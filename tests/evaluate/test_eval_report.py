@@ -1,0 +1,118 @@
+"""Plots, DVC-plots data files, the split suite and the evaluate stage, on hand-written files."""
+
+import csv
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from eval_cases import REC_ACC, REC_AVG, record, write
+
+from colonpipe.evaluate.report import write_json, write_plots
+from colonpipe.evaluate.score import score_predictions
+from colonpipe.evaluate.suite import evaluate_splits
+
+REPO = Path(__file__).resolve().parents[2]
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+CAPS = ["A sessile polyp sits on the fold.", "Fresh blood covers the mucosa.", "A tool is visible."]
+
+
+def _rows(path):
+    with open(path, newline="") as fh:
+        return list(csv.reader(fh))
+
+
+def _results(files):
+    return {
+        "cls": score_predictions(files["cls_pred"], "cls"),
+        "rec": score_predictions(files["rec_pred"], "rec"),
+    }
+
+
+def test_write_plots_files_and_contents(files, tmp_path):
+    out = tmp_path / "plots" / "test"
+    paths = write_plots(_results(files), out, label="test", iou_bins=10)
+    names = sorted(p.name for p in paths)
+    assert names == sorted(["cls_confusion.png", "cls_confusion.csv", "rec_iou_hist.png", "rec_iou_hist.csv",
+                            "by_dataset.png", "cls_by_dataset.csv", "rec_by_dataset.csv"])
+    for p in paths:
+        assert p.exists() and p.stat().st_size > 0
+        if p.suffix == ".png":
+            assert p.read_bytes()[:8] == PNG_MAGIC
+    assert not list(out.glob(".*.tmp"))  # atomic writes leave nothing behind
+    assert _rows(out / "cls_confusion.csv") == [
+        ["actual", "predicted"], ["polyp", "polyp"], ["ulcer", "ulcer"], ["polyp", "(other)"], ["erosion", "(none)"],
+    ]
+    hist = _rows(out / "rec_iou_hist.csv")
+    assert hist[0] == ["bin", "count"] and len(hist) == 11
+    counts = {b: int(c) for b, c in hist[1:]}
+    # IoUs 1, 0.5, 1/7, 0, 0: failures in the first bin, 0.5 opens the 0.50-0.60 bin, 1.0 closes the last.
+    assert counts["0.00-0.10"] == 2 and counts["0.10-0.20"] == 1 and counts["0.50-0.60"] == 1
+    assert counts["0.90-1.00"] == 1 and sum(counts.values()) == 5
+    assert _rows(out / "cls_by_dataset.csv") == [["dataset", "value"], ["DsA", "1.0"], ["DsB", "0.0"]]
+
+
+def test_plots_are_byte_identical_on_rerun(files, tmp_path):
+    results = _results(files)
+    a = write_plots(results, tmp_path / "a", label="test")
+    b = write_plots(results, tmp_path / "b", label="test")
+    for pa, pb in zip(a, b):
+        assert pa.name == pb.name and pa.read_bytes() == pb.read_bytes(), pa.name
+
+
+def test_write_json_is_sorted_and_atomic(tmp_path):
+    path = write_json(tmp_path / "m" / "x.json", {"b": 1, "a": {"d": 2, "c": 3}})
+    assert path.read_text() == '{\n  "a": {\n    "c": 3,\n    "d": 2\n  },\n  "b": 1\n}\n'
+    assert [p.name for p in path.parent.iterdir()] == ["x.json"]
+
+
+def _layout(files, tmp_path):
+    """val + test predictions (CLS, REC) in pred/, CAP in align/, sources next to them."""
+    pred, cap = files["pred_dir"], tmp_path / "align_pred"
+    for task in ("cls", "rec"):
+        shutil.copy(pred / f"test_pred_{task}.json", pred / f"val_pred_{task}.json")
+        (files["src_dir"] / "val").mkdir(exist_ok=True)
+        shutil.copy(files["src_dir"] / "test" / f"ColonINST-test-{task}.json",
+                    files["src_dir"] / "val" / f"ColonINST-val-{task}.json")
+    for split in ("val", "test"):
+        recs = [record(f"Ds{i % 2}/T/x/{i}.png", "Describe what you see in the image.", c, c) for i, c in enumerate(CAPS)]
+        write(cap / f"{split}_pred_cap.json", recs)
+    return pred, cap
+
+
+def test_evaluate_splits_writes_shallow_metrics(files, tmp_path):
+    pred, cap = _layout(files, tmp_path)
+    res = evaluate_splits(pred, metrics_dir=tmp_path / "metrics", plots_dir=tmp_path / "plots",
+                          splits=["val", "test"], tasks=["cls", "reg", "rec", "cap"], cap_pred_dir=cap,
+                          source_dir=files["src_dir"], train_json=files["train"])
+    test = json.loads((tmp_path / "metrics" / "test.json").read_text())
+    assert set(test) == {"cls", "rec", "cap"}  # no REG predictions: skipped
+    assert test["cls"]["accuracy"] == 0.5 and test["cls"]["baseline_accuracy"] == 0.5
+    assert test["rec"]["avg_iou"] == pytest.approx(REC_AVG, abs=1e-6)
+    assert test["rec"]["acc_iou_0.5"] == REC_ACC and "baseline_avg_iou" in test["rec"]
+    assert test["cap"]["rouge_l"] == 1.0
+    assert all(not isinstance(v, (dict, list)) for block in test.values() for v in block.values())
+    assert res.metrics["test"] == test and len(res.metric_files) == 2
+    assert {p.name for p in res.artifacts} >= {"scores.json", "cls_confusion.png", "rec_iou_hist.png", "by_dataset.png"}
+    details = json.loads((tmp_path / "plots" / "test" / "scores.json").read_text())
+    assert details["rec"]["by_category"]["polyp"]["mean"] == 0.75 and "records" not in details["rec"]
+
+
+def test_evaluate_stage_cli(files, tmp_path):
+    pred, cap = _layout(files, tmp_path)
+    params = REPO / "params.yaml"  # the project's own file: splits val+test, every task
+    cmd = [sys.executable, str(REPO / "stages" / "evaluate.py"), "--pred-dir", str(pred), "--cap-pred-dir", str(cap),
+           "--train-json", str(files["train"]), "--source-dir", str(files["src_dir"]),
+           "--metrics-dir", str(tmp_path / "metrics"), "--plots-dir", str(tmp_path / "plots"), "--params", str(params)]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    val = json.loads((tmp_path / "metrics" / "val.json").read_text())
+    assert val["rec"]["avg_iou"] == pytest.approx(REC_AVG, abs=1e-6)
+    assert (tmp_path / "plots" / "val" / "rec_iou_hist.png").exists()
+    bins = _rows(tmp_path / "plots" / "val" / "rec_iou_hist.csv")[1:]
+    assert sum(int(c) for _, c in bins) == 5
+    write(files["src_dir"] / "test" / "ColonINST-test-rec.json", [])  # stale source: count mismatch
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1 and "test_pred_rec.json: 5 records but its source" in done.stderr
