@@ -6,6 +6,8 @@ A prediction file is a JSON list of instruction records, each with a third turn
 
 - a record whose prediction turn is missing or not a string is scored as wrong (IoU 0,
   empty caption) and counted in ``n_missing_prediction``;
+- a record our inference marked with a top-level ``"error"`` (prediction ``""``) is scored
+  as wrong and counted in ``n_inference_error``;
 - a record without a usable ``gpt`` answer cannot be scored: it is left out of every
   denominator and counted in ``n_invalid``.
 
@@ -45,6 +47,7 @@ class Row:
     question: str
     answer: str
     prediction: str | None  # None: missing/malformed prediction turn
+    error: str | None = None  # inference error our merge recorded (its prediction is "")
 
 
 def load_records(path: Path) -> list:
@@ -86,7 +89,8 @@ def to_rows(records: list, *, source: str = "<records>") -> tuple[list[Row], int
             continue
         rid = rec.get("id") if isinstance(rec.get("id"), str) else ""
         question = _turn(rec, "human") or ""
-        rows.append(Row(i, rid, dataset_of(rid), question, answer, _turn(rec, "prediction")))
+        error = str(rec["error"]) if rec.get("error") is not None else None
+        rows.append(Row(i, rid, dataset_of(rid), question, answer, _turn(rec, "prediction"), error))
     return rows, invalid
 
 
@@ -197,7 +201,8 @@ def score_rows(rows: list[Row], task: str, *, baselines: Baselines | None = None
     else:
         block = _cap_block(rows)
     missing = sum(r.prediction is None for r in rows)
-    return {"task": task, "n": len(rows), "n_missing_prediction": missing, **block}
+    errors = sum(r.error is not None for r in rows)
+    return {"task": task, "n": len(rows), "n_missing_prediction": missing, "n_inference_error": errors, **block}
 
 
 def score_predictions(
@@ -243,7 +248,7 @@ _HEADLINE = {
 
 def headline(result: dict) -> dict:
     """The shallow ``{metric: value}`` view of a score dict (for ``dvc metrics`` and MLflow)."""
-    keys = _HEADLINE[result["task"]] + ("n", "n_missing_prediction", "n_invalid")
+    keys = _HEADLINE[result["task"]] + ("n", "n_missing_prediction", "n_inference_error", "n_invalid")
     return {k: result[k] for k in keys if k in result}
 
 

@@ -91,8 +91,12 @@ def test_malformed_records_are_skipped_or_scored_wrong(tmp_path):
         {"id": "DsA/Test/polyp/3.png", "conversations": [{"from": "human", "value": "x"}]},  # no answer
         "not a record",
     ]
+    failed = record("DsA/Test/polyp/4.png", "Categorize the object.", "polyp", "")
+    failed["error"] = "image: cannot identify image file"  # how our merge marks a failed record
+    recs.append(failed)
     r = score_predictions(write(tmp_path / "p.json", recs), "cls")
-    assert (r["n"], r["n_invalid"], r["n_missing_prediction"], r["accuracy"]) == (2, 2, 1, 0.5)
+    assert (r["n"], r["n_invalid"], r["n_missing_prediction"], r["n_inference_error"]) == (3, 2, 1, 1)
+    assert r["accuracy"] == pytest.approx(1 / 3)
 
 
 def test_empty_file_scores_zero_not_nan(tmp_path):
