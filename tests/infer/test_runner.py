@@ -1,0 +1,127 @@
+"""Sharded runs end to end: worker subprocesses, journals, resume, error records, SIGKILL."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import pytest
+
+from colonpipe.infer.journal import JournalWriter, journal_path, prepare_journal_dir, read_journals
+from colonpipe.infer.runner import InferenceError, InferJob, job_fingerprint, run_inference
+from colonpipe.infer.worker import ShardSpec, run_shard
+from tests.infer.conftest import make_dataset
+
+N = 24
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    path = make_dataset(root, N, corrupt=(5,))
+    records = json.loads(path.read_text())
+    records[7]["conversations"] = [{"from": "gpt", "value": "no question"}]  # unusable record
+    path.write_text(json.dumps(records, indent=2))
+    return path, root / "images"
+
+
+def _job(tmp_path, data, model_dir, **kw):
+    input_path, image_root = data
+    base = dict(input_path=input_path, image_root=image_root, model_dir=model_dir,
+                out_path=tmp_path / "pred" / "test_pred_cls.json", journal_dir=tmp_path / "pred" / ".shards",
+                max_new_tokens=20, batch_size=4, num_shards=2, cpu_threads=2)
+    return InferJob(**{**base, **kw})
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, data, tiny_model_dir):
+    """An uninterrupted 2-shard run: the bytes every other run must reproduce."""
+    job = _job(tmp_path_factory.mktemp("ref"), data, tiny_model_dir)
+    summary = run_inference(job)
+    return job, summary, job.out_path.read_bytes()
+
+
+def test_sharded_run_writes_every_record_with_error_records(reference):
+    job, summary, raw = reference
+    out = json.loads(raw)
+    assert (summary.records, summary.errors) == (N, 2)
+    assert len(out) == N
+    assert [r["id"] for r in out] == [r["id"] for r in json.loads(Path(job.input_path).read_text())]
+    for i, rec in enumerate(out):
+        turn = rec["conversations"][-1]
+        assert turn["from"] == "prediction"
+        if i in (5, 7):
+            assert turn["value"] == "" and rec["error"]
+        else:
+            assert "error" not in rec and isinstance(turn["value"], str)
+    assert "broken.png" in out[5]["error"] and out[7]["error"].startswith("bad record")
+    assert len({r["conversations"][-1]["value"] for r in out}) > 5  # real, varied predictions
+
+
+def test_shards_and_batch_size_do_not_change_the_file(tmp_path, data, tiny_model_dir, reference):
+    job = _job(tmp_path, data, tiny_model_dir, num_shards=1, batch_size=1, cpu_threads=1)
+    run_inference(job)
+    assert job.out_path.read_bytes() == reference[2]
+
+
+def test_resume_skips_finished_records(tmp_path, data, tiny_model_dir, reference):
+    job = _job(tmp_path, data, tiny_model_dir, num_shards=1)
+    prepare_journal_dir(job.journal_dir, job_fingerprint(job))
+    with JournalWriter(journal_path(job.journal_dir, 0, 3)) as j:  # left by an earlier 3-shard run
+        j.append([{"index": i, "prediction": f"DONE-{i}"} for i in (0, 3, 11)])
+    spec = ShardSpec(**{**{k: str(v) if isinstance(v, Path) else v for k, v in asdict(job).items()
+                           if k in ShardSpec.__dataclass_fields__}, "shard": 0, "threads": 2})
+    result = run_shard(spec)  # the fan-out unit, in process
+    assert (result.total, result.skipped, result.done + result.errors) == (N, 3, N - 3)
+    again = run_shard(spec)
+    assert (again.skipped, again.done, again.errors) == (N, 0, 0)
+    run_inference(job)  # nothing left: merges without starting workers
+    out = json.loads(job.out_path.read_text())
+    ref = json.loads(reference[2])
+    for i in range(N):
+        want = f"DONE-{i}" if i in (0, 3, 11) else ref[i]["conversations"][-1]["value"]
+        assert out[i]["conversations"][-1]["value"] == want
+
+
+def test_failed_worker_surfaces_its_stderr(tmp_path, data):
+    with pytest.raises(FileNotFoundError, match="no-such-model: model folder not found"):
+        run_inference(_job(tmp_path, data, tmp_path / "no-such-model"))
+    (tmp_path / "empty").mkdir()
+    job = _job(tmp_path, data, tmp_path / "empty")
+    with pytest.raises(InferenceError, match=r"2 of 2 inference workers failed(.|\n)*ModelLoadError"):
+        run_inference(job)
+    assert not job.out_path.exists()
+
+
+def _children(pid):
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(c) for c in path.read_text().split()] if path.exists() else []
+
+
+def test_sigkill_a_worker_then_rerun_equals_uninterrupted(tmp_path, data, tiny_model_dir, reference):
+    job = _job(tmp_path, data, tiny_model_dir, batch_size=2)
+    spec = json.dumps({k: str(v) if isinstance(v, Path) else v for k, v in asdict(job).items()})
+    script = ("import json, sys; from pathlib import Path; from colonpipe.infer.runner import InferJob, run_inference;"
+              "d = json.loads(sys.argv[1]); run_inference(InferJob(**d))")
+    proc = subprocess.Popen([sys.executable, "-c", script, spec], stderr=subprocess.PIPE, text=True)
+    victim = journal_path(job.journal_dir, 1, 2)
+    deadline = time.time() + 120
+    while time.time() < deadline:  # wait until shard 1 has journaled a batch, then kill its worker
+        if victim.exists() and victim.read_bytes().count(b"\n") >= 2:
+            break
+        time.sleep(0.02)
+    workers = _children(proc.pid)
+    assert len(workers) == 2
+    shard1 = [w for w in workers if "shard-001" in Path(f"/proc/{w}/cmdline").read_text()]
+    os.kill(shard1[0], signal.SIGKILL)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode != 0 and "worker 1 exited with -9" in err
+    assert not job.out_path.exists()
+    done_after_kill = read_journals(job.journal_dir)
+    assert len([i for i in done_after_kill if i % 2 == 1]) < N // 2  # killed mid-run, not after
+    run_inference(job)  # rerun resumes
+    assert job.out_path.read_bytes() == reference[2]
