@@ -32,6 +32,16 @@ class EvaluationResult:
     metric_files: list[Path]
     artifacts: list[Path]  # plots, plot data and scores.json files, for MLflow
 
+    def flat(self) -> dict[str, float]:
+        """Numeric metrics as ``{"test.cls.accuracy": 0.9, ...}`` (MLflow / registry names)."""
+        return {
+            f"{split}.{task}.{name}": float(value)
+            for split, tasks in self.metrics.items()
+            for task, block in tasks.items()
+            for name, value in block.items()
+            if isinstance(value, (int, float)) and not isinstance(value, bool)
+        }
+
 
 def _rounded(block: dict) -> dict:
     return {k: round(v, 6) if isinstance(v, float) else v for k, v in block.items()}

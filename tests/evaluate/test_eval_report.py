@@ -95,6 +95,7 @@ def test_evaluate_splits_writes_shallow_metrics(files, tmp_path):
     assert test["cap"]["rouge_l"] == 1.0
     assert all(not isinstance(v, (dict, list)) for block in test.values() for v in block.values())
     assert res.metrics["test"] == test and len(res.metric_files) == 2
+    assert res.flat()["test.rec.avg_iou"] == test["rec"]["avg_iou"] and res.flat()["val.cls.n"] == 4.0
     assert {p.name for p in res.artifacts} >= {"scores.json", "cls_confusion.png", "rec_iou_hist.png", "by_dataset.png"}
     details = json.loads((tmp_path / "plots" / "test" / "scores.json").read_text())
     assert details["rec"]["by_category"]["polyp"]["mean"] == 0.75 and "records" not in details["rec"]
