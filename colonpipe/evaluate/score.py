@@ -26,10 +26,11 @@ from pathlib import Path
 
 from colonpipe.data.templates import HUMAN_PREFIX, match_template
 from colonpipe.evaluate import metrics as M
+from colonpipe.params import TASKS as PARAM_TASKS
 
 logger = logging.getLogger(__name__)
 
-TASKS = ("cls", "reg", "rec", "cap")
+TASKS = PARAM_TASKS  # ("cls", "reg", "rec", "cap")
 UNKNOWN = "(unknown)"
 
 
