@@ -1,0 +1,48 @@
+"""Stage ``infer@<task>``: a trained model -> {split}_pred_{task}.json for every split.
+
+    python stages/infer.py --task cls --model-dir models/finetune/final \\
+        --data-dir data/coloninst/Json-file --image-root data/interim/image_roots.json \\
+        --out-dir models/finetune/pred
+
+Sharded over GPUs (or CPU processes) and resumable: journals live in
+``{out-dir}/.shards-{task}/`` (DVC ``persist``), so a killed run picks up where it stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from colonpipe.infer.task import infer_task
+from colonpipe.params import TASKS, ParamsError, load_section
+
+logger = logging.getLogger("stages.infer")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--task", choices=TASKS, required=True)
+    parser.add_argument("--model-dir", type=Path, required=True, help="trained model folder (…/final)")
+    parser.add_argument("--data-dir", type=Path, required=True, help="Json-file folder with {split}/ inside")
+    parser.add_argument("--image-root", type=Path, required=True,
+                        help="image_roots.json from ingest, or the Positive-images folder")
+    parser.add_argument("--out-dir", type=Path, required=True, help="receives {split}_pred_{task}.json")
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        params = load_section("infer", args.params)
+        summaries = infer_task(args.task, model_dir=args.model_dir, data_dir=args.data_dir,
+                               image_root=args.image_root, out_dir=args.out_dir, params=params)
+    except (ParamsError, FileNotFoundError, ValueError, RuntimeError) as exc:
+        logger.error("%s", exc)
+        return 1
+    for s in summaries:
+        logger.info("%s: %d records, %d errors", s.path, s.records, s.errors)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
