@@ -230,11 +230,121 @@ class RegisterParams:
         return problems
 
 
+# --------------------------------------------------------------------------- training
+LLM_LINEAR_MODULES = ["q_proj", "k_proj", "v_proj", "dense", "fc1", "fc2"]  # Phi: every linear but lm_head
+
+
+@dataclass(frozen=True)
+class DeepSpeedParams:
+    """DeepSpeed switch and ZeRO knobs; ``enabled: false`` runs the same loop without it."""
+
+    enabled: bool = False
+    zero_stage: Literal[0, 1, 2, 3] = 2  # 3 shards params too: least memory, most communication
+    offload_optimizer: bool = False  # optimizer state in CPU RAM (uses DeepSpeed's cpu_adam)
+    offload_param: bool = False  # ZeRO-3 only: parameters in CPU RAM
+
+
+@dataclass(frozen=True)
+class PartsParams:
+    """How each model part trains: ``frozen``, ``lora`` (adapters only) or ``full``."""
+
+    vision: Literal["frozen", "lora", "full"] = "frozen"
+    projector: Literal["frozen", "full"] = "full"
+    llm: Literal["frozen", "lora", "full"] = "lora"
+
+
+@dataclass(frozen=True)
+class LoraParams:
+    r: int = 128
+    alpha: int = 256
+    dropout: float = 0.05
+    target_modules: list[str] = field(default_factory=lambda: list(LLM_LINEAR_MODULES))
+
+
+@dataclass(frozen=True)
+class TrainParams:
+    """One training stage (sections ``align`` and ``finetune``)."""
+
+    epochs: int = 3
+    batch_size: int = 16  # per device (micro batch)
+    grad_accum: int = 2  # global batch = batch_size * grad_accum * processes
+    lr: float = 2e-4  # LoRA / LM learning rate
+    projector_lr: float = 2e-3
+    warmup_ratio: float = 0.03
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    max_length: int = 2048
+    save_steps: int = 3000
+    keep_checkpoints: int = 2  # newest step-N/ dirs kept for resume
+    seed: int = 0
+    num_processes: int = 1
+    hostfile: Optional[str] = None
+    deepspeed: DeepSpeedParams = field(default_factory=DeepSpeedParams)
+    precision: Literal["auto", "bf16", "fp32"] = "auto"
+    gradient_checkpointing: bool = True
+    attn_implementation: Literal["auto", "sdpa", "eager", "flash_attention_2"] = "auto"
+    parts: PartsParams = field(default_factory=PartsParams)
+    lora: LoraParams = field(default_factory=LoraParams)
+    max_steps: Optional[int] = None  # stop after this many optimizer steps (tests, smoke runs)
+    max_records: Optional[int] = None  # seeded subsample of the training records
+    num_workers: int = 0  # DataLoader worker processes
+
+    def validate(self) -> list[str]:
+        problems = []
+        for name in ("epochs", "batch_size", "grad_accum", "save_steps", "num_processes",
+                     "max_length", "keep_checkpoints"):
+            if getattr(self, name) < 1:
+                problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not 0.0 <= self.warmup_ratio < 1.0:
+            problems.append(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+        if self.lr <= 0 or self.projector_lr <= 0:
+            problems.append("lr and projector_lr must be > 0")
+        if self.max_steps is not None and self.max_steps < 1:
+            problems.append(f"max_steps must be >= 1 or null, got {self.max_steps}")
+        if self.max_records is not None and self.max_records < 1:
+            problems.append(f"max_records must be >= 1 or null, got {self.max_records}")
+        if self.deepspeed.offload_param and self.deepspeed.zero_stage != 3:
+            problems.append("deepspeed.offload_param needs zero_stage 3")
+        if "lora" in (self.parts.vision, self.parts.llm) and (self.lora.r < 1 or not self.lora.target_modules):
+            problems.append("lora parts need lora.r >= 1 and non-empty lora.target_modules")
+        if all(m == "frozen" for m in (self.parts.vision, self.parts.projector, self.parts.llm)):
+            problems.append("parts: every part is frozen, nothing would train")
+        return problems
+
+
+# --------------------------------------------------------------------------- registry
+@dataclass(frozen=True)
+class RegisterParams:
+    """Model-registry promotion rule (stage ``register``).
+
+    Metric names are dotted paths into the metrics JSON files, prefixed by the file stem:
+    ``metrics/test.json`` ``{"cls": {"accuracy": ..}}`` -> ``test.cls.accuracy``.
+    """
+
+    model_name: str = "colongpt"  # registered model name in MLflow
+    primary_metric: str = "test.cls.accuracy"  # the candidate must beat the champion strictly
+    higher_is_better: dict[str, bool] = field(default_factory=dict)  # per metric; unlisted: true
+    guards: dict[str, float] = field(default_factory=dict)  # metric -> tolerated regression (>= 0)
+    floors: dict[str, float] = field(default_factory=dict)  # first model: metric -> minimum
+    # (a maximum for a lower-is-better metric)
+
+    def validate(self) -> list[str]:
+        problems = []
+        if not self.model_name.strip():
+            problems.append("model_name must not be empty")
+        if not self.primary_metric.strip():
+            problems.append("primary_metric must not be empty")
+        problems += [f"guards.{k}: tolerance must be >= 0, got {v}" for k, v in self.guards.items() if v < 0]
+        return problems
+
+
 # Sections are registered here; later issues add theirs (model, align, finetune, ...).
 SECTIONS: dict[str, type] = {
     "demo": DemoParams,
     "ingest": IngestParams,
     "instruct": InstructParams,
+    "align": TrainParams,
+    "finetune": TrainParams,
     "model": ModelParams,
     "infer": InferParams,
     "evaluate": EvaluateParams,

@@ -1,0 +1,128 @@
+"""Trained weights in a checkpoint dir: write them (rank-collective under ZeRO-3) and load them back.
+
+Only what training changed is stored: the PEFT adapter (``adapter/``), the projector
+(``projector.safetensors``) and any part trained in full (``full_parts.safetensors``). The base
+model comes from the path recorded in ``train_config.json``. Every load validates keys: a
+missing or unexpected key is an error naming the file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from pathlib import Path
+
+import torch
+from peft import PeftModel, set_peft_model_state_dict
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from colonpipe.train import checkpoint as ck
+from colonpipe.train.parts import PART_MODULES, base_of
+
+logger = logging.getLogger(__name__)
+
+
+def _gathered(params: list[nn.Parameter]):
+    """Full (un-partitioned) parameters on every rank under ZeRO-3; a no-op otherwise."""
+    if any(hasattr(p, "ds_id") for p in params):
+        import deepspeed
+
+        return deepspeed.zero.GatheredParameters(params, modifier_rank=None)
+    return contextlib.nullcontext()
+
+
+def _cpu(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v.detach().to("cpu", copy=True).contiguous() for k, v in state.items()}
+
+
+def save_trainables(directory: Path, model: nn.Module, *, full_parts: list[str], is_main: bool) -> None:
+    """Write adapter / projector / full parts of ``model`` into ``directory``.
+
+    Collective under ZeRO-3 (every rank must call); only ``is_main`` writes files.
+    ``full_parts``: part names (``vision``/``llm``) trained in full, saved besides the projector.
+    """
+    base = base_of(model)
+    modules = {"projector": base.multi_modal_projector}
+    modules.update({part: getattr(base, PART_MODULES[part]) for part in full_parts})
+    lora = [p for n, p in model.named_parameters() if "lora_" in n]
+    params = lora + [p for m in modules.values() for p in m.parameters()]
+    with _gathered(params):
+        if not is_main:
+            return
+        save_file(_cpu(modules["projector"].state_dict()), str(directory / ck.PROJECTOR_FILE))
+        full = {f"{PART_MODULES[part]}.{k}": v for part in full_parts for k, v in modules[part].state_dict().items()}
+        if full:
+            save_file(_cpu(full), str(directory / ck.FULL_PARTS_FILE))
+        if isinstance(model, PeftModel):
+            model.save_pretrained(str(directory / ck.ADAPTER_DIR))
+
+
+def _load_strict(module: nn.Module, state: dict[str, torch.Tensor], source: Path) -> None:
+    result = module.load_state_dict(state, strict=False)
+    if result.missing_keys or result.unexpected_keys:
+        raise ValueError(f"{source}: keys do not match the model: missing {result.missing_keys[:5]}, "
+                         f"unexpected {result.unexpected_keys[:5]}")
+
+
+def load_projector(model: nn.Module, path: Path) -> None:
+    """Load ``projector.safetensors`` (strict) into ``model``'s projector."""
+    _load_strict(base_of(model).multi_modal_projector, load_file(str(path)), path)
+
+
+def load_full_parts(model: nn.Module, path: Path) -> None:
+    """Load ``full_parts.safetensors`` into the parts it names; every key must exist in the model."""
+    state = load_file(str(path))
+    own = base_of(model).state_dict()
+    unknown = [k for k in state if k not in own]
+    if unknown:
+        raise ValueError(f"{path}: keys not in the model: {unknown[:5]}")
+    base_of(model).load_state_dict(state, strict=False)
+
+
+def load_adapter_into(model: PeftModel, adapter_dir: Path) -> None:
+    """Copy adapter weights from ``adapter_dir`` into an already LoRA-wrapped ``model`` (resume)."""
+    path = adapter_dir / "adapter_model.safetensors"
+    result = set_peft_model_state_dict(model, load_file(str(path)))
+    unexpected = getattr(result, "unexpected_keys", [])
+    if unexpected:
+        raise ValueError(f"{path}: adapter keys not in the model: {unexpected[:5]}")
+
+
+def load_trainables(model: nn.Module, directory: Path) -> None:
+    """Restore every trained tensor written by ``save_trainables`` into ``model`` (same parts setup)."""
+    load_projector(model, directory / ck.PROJECTOR_FILE)
+    if (directory / ck.FULL_PARTS_FILE).is_file():
+        load_full_parts(model, directory / ck.FULL_PARTS_FILE)
+    if (directory / ck.ADAPTER_DIR).is_dir():
+        if not isinstance(model, PeftModel):
+            raise ValueError(f"{directory}: holds a LoRA adapter but the model has no LoRA layers")
+        load_adapter_into(model, directory / ck.ADAPTER_DIR)
+
+
+def load_trained(directory: Path, *, base_dir: Path | None = None, merge: bool = False,
+                 device: str | torch.device = "cpu", dtype: torch.dtype | None = None,
+                 attn_implementation: str | None = None):
+    """Model + processor of a trained checkpoint dir (``final/`` or ``step-N/``).
+
+    Loads the base recorded in ``train_config.json`` (or ``base_dir``), then the projector, the
+    full parts and the adapter. ``merge=True`` folds the adapter into the weights and returns a
+    plain ColonGPT model; otherwise a ``PeftModel`` is returned when there is an adapter.
+    """
+    from colonpipe.model.presets import load_base
+
+    directory = Path(directory)
+    problem = ck.check_dir(directory)
+    if problem:
+        raise ValueError(f"{directory}: not a usable training output: {problem}")
+    base_dir = Path(base_dir or ck.read_train_config(directory)["base_dir"])
+    model, processor = load_base(base_dir, attn_implementation=attn_implementation)
+    load_projector(model, directory / ck.PROJECTOR_FILE)
+    if (directory / ck.FULL_PARTS_FILE).is_file():
+        load_full_parts(model, directory / ck.FULL_PARTS_FILE)
+    if (directory / ck.ADAPTER_DIR).is_dir():
+        model = PeftModel.from_pretrained(model, str(directory / ck.ADAPTER_DIR))
+        if merge:
+            model = model.merge_and_unload()
+    model = model.to(device=device, dtype=dtype) if dtype else model.to(device)
+    return model.eval(), processor

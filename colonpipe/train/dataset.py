@@ -1,0 +1,144 @@
+"""ColonINST instruction JSON + images -> tokenised training examples.
+
+A record must be ``{"id", "conversations": [human turn with one "<image>", gpt turn]}``.
+Records that are malformed, whose image cannot be resolved or opened, or whose prompt leaves
+no room for the answer are **skipped and reported** (``InstructionDataset.skipped``), never
+fatal. Images are header-checked when the dataset is built; an image that only fails when
+fully decoded is replaced by the next usable record at load time (logged and counted), so
+every rank still sees full batches.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+from tqdm import tqdm
+
+from colonpipe.data.images import ImageError, ImageResolver, load_rgb
+from colonpipe.model.processing import ColonGPTProcessor, PromptTooLongError
+
+logger = logging.getLogger(__name__)
+
+IMAGE_TOKEN = "<image>"
+
+
+@dataclass(frozen=True)
+class Record:
+    """One usable dialogue: position in the JSON file, image path, question, answer."""
+
+    index: int
+    id: str
+    image: Path
+    question: str
+    answer: str
+
+
+def _parse(rec: Any) -> tuple[str, str, str]:
+    """(id, question, answer) of a raw record, or ``ValueError`` saying what is wrong."""
+    if not isinstance(rec, dict) or not isinstance(rec.get("id"), str):
+        raise ValueError("not an object with a string 'id'")
+    turns = rec.get("conversations")
+    if not isinstance(turns, list) or len(turns) < 2:
+        raise ValueError("'conversations' must hold a human and a gpt turn")
+    human, gpt = turns[0], turns[1]
+    if not (isinstance(human, dict) and human.get("from") == "human" and isinstance(human.get("value"), str)):
+        raise ValueError("first turn is not a human turn with a string value")
+    if not (isinstance(gpt, dict) and gpt.get("from") == "gpt" and isinstance(gpt.get("value"), str)):
+        raise ValueError("second turn is not a gpt turn with a string value")
+    if human["value"].count(IMAGE_TOKEN) != 1:
+        raise ValueError(f"human turn must hold exactly one {IMAGE_TOKEN}")
+    return rec["id"], human["value"], gpt["value"]
+
+
+def _header_ok(path: Path) -> None:
+    try:
+        with Image.open(path) as im:
+            im.size  # noqa: B018 - touching size parses the header
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise ImageError(f"{path}: cannot open image ({exc})") from None
+
+
+def read_records(json_path: Path, resolver: ImageResolver, *, max_records: int | None = None,
+                 seed: int = 0) -> tuple[list[Record], list[dict[str, Any]]]:
+    """Usable records of ``json_path`` and the skipped ones as ``{"index", "id", "reason"}``.
+
+    ``max_records`` keeps a seeded random subset (in file order). A file that is not a JSON list
+    raises ``ValueError`` naming it.
+    """
+    try:
+        raw = json.loads(Path(json_path).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{json_path}: cannot read instruction JSON ({exc})") from None
+    if not isinstance(raw, list):
+        raise ValueError(f"{json_path}: expected a JSON list of records, got {type(raw).__name__}")
+    positions = list(range(len(raw)))
+    if max_records is not None and max_records < len(raw):
+        positions = sorted(random.Random(seed).sample(positions, max_records))
+    records, skipped = [], []
+    for i in tqdm(positions, desc=f"checking {Path(json_path).name}", disable=len(positions) < 2000):
+        rec_id = raw[i].get("id") if isinstance(raw[i], dict) else None
+        try:
+            rec_id, question, answer = _parse(raw[i])
+            path = resolver.resolve(rec_id)
+            _header_ok(path)
+        except (ValueError, OSError) as exc:  # ImageError is a ValueError
+            skipped.append({"index": i, "id": rec_id, "reason": str(exc)})
+            logger.warning("%s: skipping record %d (%s): %s", json_path, i, rec_id, exc)
+            continue
+        records.append(Record(i, rec_id, path, question, answer))
+    if not records:
+        raise ValueError(f"{json_path}: no usable records ({len(skipped)} skipped)")
+    return records, skipped
+
+
+class InstructionDataset(Dataset):
+    """Map-style dataset of encoded examples: ``{"input_ids", "labels"}`` lists and
+    ``pixel_values`` (3, S, S) float32."""
+
+    def __init__(self, records: list[Record], processor: ColonGPTProcessor, *, max_length: int,
+                 skipped: list[dict[str, Any]] | None = None):
+        self.records = records
+        self.processor = processor
+        self.max_length = max_length
+        self.skipped = list(skipped or [])
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def encode(self, rec: Record) -> dict[str, Any]:
+        """Encode one record; raises ``ImageError`` / ``PromptTooLongError`` on a bad one."""
+        ex = self.processor.encode_training(rec.question, rec.answer, max_length=self.max_length)
+        pixels = self.processor.preprocess_images([load_rgb(rec.image)])[0]
+        return {"input_ids": ex.input_ids, "labels": ex.labels, "pixel_values": pixels}
+
+    def __getitem__(self, idx: int) -> dict[str, Any]:
+        for offset in range(len(self.records)):
+            rec = self.records[(idx + offset) % len(self.records)]
+            try:
+                return self.encode(rec)
+            except (ImageError, PromptTooLongError) as exc:
+                self.skipped.append({"index": rec.index, "id": rec.id, "reason": str(exc)})
+                logger.warning("skipping record %d (%s) at load time: %s", rec.index, rec.id, exc)
+        raise RuntimeError("every record failed to load")
+
+
+def load_dataset(json_path: Path, image_root: Path, processor: ColonGPTProcessor, *, max_length: int,
+                 max_records: int | None = None, seed: int = 0) -> InstructionDataset:
+    """Build the training dataset from an instruction JSON and an image root (folder or roots JSON)."""
+    records, skipped = read_records(json_path, ImageResolver.from_path(image_root),
+                                    max_records=max_records, seed=seed)
+    logger.info("%s: %d usable records, %d skipped", json_path, len(records), len(skipped))
+    return InstructionDataset(records, processor, max_length=max_length, skipped=skipped)
+
+
+def token_count(batch: dict[str, torch.Tensor]) -> int:
+    """Non-padding tokens in a batch (image tokens included)."""
+    return int(batch["attention_mask"].sum())
