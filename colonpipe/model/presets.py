@@ -115,6 +115,16 @@ def _vision_image_settings(vision: str, image_size: int) -> dict:
     return settings
 
 
+def _load_checked(cls, name: str, config: PretrainedConfig):
+    """``cls.from_pretrained(name)``; missing or shape-mismatched weights raise ``ValueError``."""
+    model, info = cls.from_pretrained(name, config=config, output_loading_info=True)
+    bad = {k: info.get(k) for k in ("missing_keys", "mismatched_keys") if info.get(k)}
+    if bad:
+        raise ValueError(f"{name}: checkpoint does not fill the {type(model).__name__}: {bad}")
+    # Unexpected keys are expected: a full SigLIP checkpoint also holds the text tower and head.
+    return model
+
+
 def _build_pretrained(params: ModelParams):
     tokenizer = AutoTokenizer.from_pretrained(params.llm)
     if IMAGE_TOKEN not in tokenizer.get_vocab():
@@ -127,8 +137,8 @@ def _build_pretrained(params: ModelParams):
     with torch.device("meta"):  # skeleton only; every part is replaced by real weights below
         model = ColonGPTForConditionalGeneration(config)
     logger.info("loading vision tower %s and LLM %s", params.vision, params.llm)
-    model.vision_tower = SiglipVisionModel.from_pretrained(params.vision, config=config.vision_config)
-    model.language_model = AutoModelForCausalLM.from_pretrained(params.llm, config=config.text_config)
+    model.vision_tower = _load_checked(SiglipVisionModel, params.vision, config.vision_config)
+    model.language_model = _load_checked(AutoModelForCausalLM, params.llm, config.text_config)
     torch.manual_seed(params.seed)
     model.multi_modal_projector = build_projector(
         config.projector_type, config.vision_config.hidden_size, config.text_config.hidden_size

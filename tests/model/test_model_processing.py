@@ -1,0 +1,122 @@
+"""Processor: template, label masking, padding sides, truncation, image pad/resize/normalise."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from colonpipe.model import SYSTEM_PROMPT, ColonGPTProcessor, PromptTooLongError
+from colonpipe.model.processing import IGNORE_INDEX
+
+Q_CLS = "<image>\nClassify the object's category."
+Q_REC = "<image>\nWhere is polyp located?"
+BOX = "{<123><95><242><195>}"
+
+
+@pytest.fixture
+def proc(tiny) -> ColonGPTProcessor:
+    return tiny[1]
+
+
+def _imgs(n):
+    return [Image.new("RGB", (40 + 10 * i, 30), (200, 20 * i, 10)) for i in range(n)]
+
+
+def test_supervised_tokens_decode_to_answer_plus_eos(proc):
+    batch = proc.training_batch([Q_CLS, Q_REC], ["dyed lifted polyp", BOX], _imgs(2))
+    tok = proc.tokenizer
+    for row, answer in zip(batch["labels"], ["dyed lifted polyp", BOX]):
+        supervised = row[row != IGNORE_INDEX].tolist()
+        assert tok.decode(supervised) == f" {answer}<|endoftext|>"
+        assert supervised[-1] == proc.eos_token_id
+
+
+def test_prompt_image_and_padding_are_unsupervised_and_padding_is_masked(proc):
+    batch = proc.training_batch([Q_CLS, Q_REC], ["polyp", BOX], _imgs(2))
+    ids, mask, labels = batch["input_ids"], batch["attention_mask"], batch["labels"]
+    assert ids.shape == mask.shape == labels.shape
+    assert (labels[ids == proc.image_token_id] == IGNORE_INDEX).all()
+    assert ((ids == proc.image_token_id).sum(1) == proc.image_seq_length).all()
+    short = int(mask[0].sum())
+    assert short < ids.shape[1]  # row 0 is right-padded
+    assert (mask[0, :short] == 1).all() and (mask[0, short:] == 0).all()
+    assert (labels[0, short:] == IGNORE_INDEX).all()
+    # pad == eos: the real closing eos is attended and supervised, the pads (same id) are not
+    assert ids[0, short - 1] == ids[0, short] == proc.eos_token_id
+    assert labels[0, short - 1] == proc.eos_token_id and mask[0, short - 1] == 1
+
+
+def test_template_text_and_stable_prompt_boundary(proc):
+    prompt = proc.prompt_ids(Q_CLS)
+    ex = proc.encode_training(Q_CLS, "polyp")
+    assert ex.input_ids[: len(prompt)] == prompt  # the generation prompt is a prefix of the training ids
+    text = proc.tokenizer.decode([t for t in ex.input_ids if t != proc.image_token_id])
+    assert text == f"{SYSTEM_PROMPT} USER: \nClassify the object's category. ASSISTANT: polyp<|endoftext|>"
+
+
+def test_box_digits_are_single_tokens(proc):
+    pieces = proc.tokenizer.convert_ids_to_tokens(proc.tokenizer(BOX, add_special_tokens=False)["input_ids"])
+    digits = [p for p in pieces if any(c.isdigit() for c in p)]
+    assert all(len(p) == 1 for p in digits) and "".join(digits) == "1239524219" + "5"
+
+
+def test_generation_batch_is_left_padded_and_ends_at_assistant(proc):
+    batch = proc.generation_batch([Q_CLS, Q_REC + " Please answer with the box in pixels."], _imgs(2))
+    ids, mask = batch["input_ids"], batch["attention_mask"]
+    assert batch["pixel_values"].shape == (2, 3, proc.image_size, proc.image_size)
+    n0 = int(mask[0].sum())
+    assert (mask[0, : ids.shape[1] - n0] == 0).all() and (mask[0, -n0:] == 1).all()
+    assert mask[1].all()
+    assert ids[0, -n0:].tolist() == proc.prompt_ids(Q_CLS)
+    assert proc.tokenizer.decode(ids[0, -3:]).endswith("ASSISTANT:")
+
+
+def test_truncation_cuts_the_answer_but_never_the_image(proc):
+    n_prompt = len(proc.prompt_ids(Q_REC))
+    ex = proc.encode_training(Q_REC, BOX, max_length=n_prompt + 3)
+    assert len(ex.input_ids) == n_prompt + 3 and sum(t != IGNORE_INDEX for t in ex.labels) == 3
+    with pytest.raises(PromptTooLongError, match="image tokens"):
+        proc.encode_training(Q_REC, BOX, max_length=n_prompt)
+
+
+def test_question_must_hold_exactly_one_image_placeholder(proc):
+    with pytest.raises(ValueError, match="exactly one"):
+        proc.prompt_ids("Classify the object's category.")
+    with pytest.raises(ValueError, match="exactly one"):
+        proc.prompt_ids("<image><image>\nClassify.")
+
+
+def test_pad_to_square_uses_the_mean_colour(proc):
+    assert proc.pad_color == (127, 127, 127)
+    img = Image.new("RGB", (40, 20), (255, 0, 0))
+    sq = np.asarray(proc.pad_to_square(img))
+    assert sq.shape == (40, 40, 3)
+    assert (sq[:10] == 127).all() and (sq[30:] == 127).all()  # 10 rows above and below
+    assert (sq[10:30] == [255, 0, 0]).all()
+    tall = np.asarray(proc.pad_to_square(Image.new("RGB", (11, 30), (0, 255, 0))))
+    assert tall.shape == (30, 30, 3) and (tall[:, :9] == 127).all() and (tall[:, 9:20] == [0, 255, 0]).all()
+
+
+def test_pixel_values_are_resized_and_normalised(proc):
+    pv = proc.preprocess_images([Image.new("RGB", (200, 100), (255, 0, 127))])
+    assert pv.shape == (1, 3, proc.image_size, proc.image_size) and pv.dtype == torch.float32
+    centre = pv[0, :, proc.image_size // 2, proc.image_size // 2]
+    torch.testing.assert_close(centre, torch.tensor([1.0, -1.0, 127 / 127.5 - 1]), atol=1e-2, rtol=0)
+    torch.testing.assert_close(pv[0, :, 0, 0], torch.full((3,), 127 / 127.5 - 1), atol=1e-2, rtol=0)  # pad
+
+
+def test_decode_generated_cuts_at_eos_and_strips(proc):
+    eos = proc.eos_token_id
+    ids = proc.tokenizer(" polyp", add_special_tokens=False)["input_ids"]
+    rows = torch.tensor([ids + [eos, eos, eos], ids + ids[:1] + [eos, eos]])
+    assert proc.decode_generated(rows)[0] == "polyp"
+
+
+def test_save_and_load_round_trip(proc, tmp_path):
+    proc.save_pretrained(tmp_path)
+    again = ColonGPTProcessor.from_pretrained(tmp_path)
+    assert again.to_dict() == proc.to_dict()
+    assert again.prompt_ids(Q_REC) == proc.prompt_ids(Q_REC)
+    (tmp_path / "colongpt_processor.json").write_text("{not json")
+    with pytest.raises(ValueError, match="colongpt_processor.json"):
+        ColonGPTProcessor.from_pretrained(tmp_path)
