@@ -2,8 +2,9 @@
 
 Accepted folders:
 - a saved ColonGPT (``save_pretrained``: config.json + safetensors + processor files);
-- a training output (``models/<stage>/final``): base model + PEFT adapter + projector,
-  loaded through the training package's loader and merged for speed.
+- a training output (``models/<stage>/final``, marked by ``train_config.json``): base model +
+  PEFT adapter + projector via ``colonpipe.train.artifacts.load_trained``, the adapter merged
+  into the weights so generation pays no LoRA overhead.
 """
 
 from __future__ import annotations
@@ -33,22 +34,22 @@ def load_for_inference(
     model_dir = Path(model_dir)
     if dtype not in _DTYPES:
         raise ModelLoadError(f"unknown dtype {dtype!r} (known: {', '.join(_DTYPES)})")
-    if (model_dir / "adapter_config.json").is_file():
-        model, processor = _load_trained(model_dir, _DTYPES[dtype], attn_implementation)
-    elif not (model_dir / "config.json").is_file():
-        raise ModelLoadError(f"{model_dir}: neither a saved ColonGPT (config.json) nor a training output")
-    else:
-        from colonpipe.model.presets import load_base
+    try:
+        if (model_dir / "train_config.json").is_file():  # a training output: base + adapter + projector
+            from colonpipe.train.artifacts import load_trained
 
-        try:
+            model, processor = load_trained(model_dir, merge=True, dtype=_DTYPES[dtype],
+                                            attn_implementation=attn_implementation)
+        elif (model_dir / "config.json").is_file():  # a plain saved ColonGPT
+            from colonpipe.model.presets import load_base
+
             model, processor = load_base(model_dir, dtype=_DTYPES[dtype], attn_implementation=attn_implementation)
-        except (OSError, ValueError) as exc:
-            raise ModelLoadError(f"{model_dir}: cannot load the model ({exc})") from exc
+        else:
+            raise ModelLoadError(f"{model_dir}: neither a training output (train_config.json) "
+                                 "nor a saved ColonGPT (config.json)")
+    except (OSError, ValueError, KeyError) as exc:
+        raise ModelLoadError(f"{model_dir}: cannot load the model ({exc})") from exc
     model.to(device).eval()
     logger.info("loaded %s (%s, %s, %s)", model_dir, device, dtype, attn_implementation)
     return model, processor
 
-
-def _load_trained(model_dir: Path, dtype: torch.dtype, attn_implementation: str) -> Any:
-    """Base + LoRA adapter + projector from a training output folder, adapter merged."""
-    raise ModelLoadError(f"{model_dir}: adapter folders are not supported yet")

@@ -31,6 +31,8 @@ from colonpipe.infer.worker import ShardSpec
 logger = logging.getLogger(__name__)
 
 _CODE_DIRS = ("model", "infer")  # package code whose change invalidates journals
+# training-resume files in a checkpoint dir: they never change predictions, and can be large
+_RESUME_STATE = {"optimizer.pt", "scheduler.pt", "deepspeed", "trainer_state.json"}
 
 
 class InferenceError(RuntimeError):
@@ -64,7 +66,7 @@ def _hash_tree(paths: list[Path]) -> str:
     for root in paths:
         files = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else [root]
         for f in files:
-            if "__pycache__" in f.parts:
+            if "__pycache__" in f.parts or _RESUME_STATE & set(f.relative_to(root).parts):
                 continue
             digest.update(f.relative_to(root.parent).as_posix().encode() + b"\0")
             with open(f, "rb") as fh:

@@ -1,0 +1,62 @@
+"""Loading a training output folder (base + LoRA adapter + projector) for inference."""
+
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from peft import LoraConfig, get_peft_model
+from PIL import Image
+
+from colonpipe.infer.generate import generate_answers
+from colonpipe.infer.load import ModelLoadError, load_for_inference
+from colonpipe.model.presets import load_base
+from colonpipe.train import checkpoint as ck
+from colonpipe.train.artifacts import save_trainables
+from tests.infer.conftest import QUESTIONS
+
+
+@pytest.fixture(scope="module")
+def trained_dir(tmp_path_factory, tiny_model_dir):
+    """A ``final/``-style folder: LoRA with non-zero B (so the adapter matters) + a changed projector."""
+    out = tmp_path_factory.mktemp("trained") / "final"
+    out.mkdir()
+    model, processor = load_base(tiny_model_dir, dtype=torch.float32)
+    peft = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "fc1"]))
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for name, p in peft.named_parameters():
+            if "lora_B" in name or "multi_modal_projector" in name:
+                p.add_(torch.randn(p.shape, generator=gen) * 0.2)
+    save_trainables(out, peft, full_parts=[], is_main=True)
+    processor.save_pretrained(out)
+    ck.write_json_atomic(out / ck.TRAIN_CONFIG, {"base_dir": str(tiny_model_dir)})
+    ck.write_json_atomic(out / ck.TRAINER_STATE, {"global_step": 1})
+    ck.write_manifest(out)
+    return out, peft.eval(), processor
+
+
+def _samples(n):
+    rng = np.random.default_rng(3)
+    return ([QUESTIONS[i % 4] for i in range(n)],
+            [Image.fromarray(rng.integers(0, 256, (40, 30 + 5 * i, 3), dtype=np.uint8)) for i in range(n)])
+
+
+def test_training_output_loads_merged_and_matches_the_adapter_model(trained_dir, tiny_model_dir):
+    out, peft_model, processor = trained_dir
+    model, proc = load_for_inference(out, threads=1)
+    assert not any("lora_" in n for n, _ in model.named_parameters())  # adapter merged away
+    questions, images = _samples(6)
+    got = generate_answers(model, proc, questions, images, batch_size=3, max_new_tokens=16)
+    want = generate_answers(peft_model, processor, questions, images, batch_size=1, max_new_tokens=16)
+    base, base_proc = load_for_inference(tiny_model_dir, threads=1)
+    plain = generate_answers(base, base_proc, questions, images, batch_size=3, max_new_tokens=16)
+    assert got == want
+    assert got != plain  # the adapter and projector really were applied
+
+
+def test_incomplete_training_output_is_a_clear_error(trained_dir, tmp_path):
+    out = shutil.copytree(trained_dir[0], tmp_path / "final")
+    (out / ck.PROJECTOR_FILE).unlink()  # e.g. a copy that stopped half-way
+    with pytest.raises(ModelLoadError, match=r"final: cannot load the model .*projector"):
+        load_for_inference(out)
