@@ -50,6 +50,18 @@ class SourceParams:
     categories: dict[str, str] = field(default_factory=dict)  # raw label -> ColonINST child
     yolo_classes: list[str] = field(default_factory=list)  # class index -> raw label (yolo_txt)
 
+    def validate(self) -> list[str]:
+        problems = []
+        if not self.name or "/" in self.name or self.name in (".", ".."):
+            problems.append(f"name {self.name!r} must be non-empty, without '/' (it starts every record id)")
+        if not self.categories:
+            problems.append(f"source {self.name!r}: categories is empty (map each raw label to a category)")
+        if self.format == "yolo_txt" and not self.yolo_classes:
+            problems.append(f"source {self.name!r}: format yolo_txt needs yolo_classes (index -> raw label)")
+        if self.format != "yolo_txt" and self.yolo_classes:
+            problems.append(f"source {self.name!r}: yolo_classes is only used by format yolo_txt")
+        return problems
+
 
 @dataclass(frozen=True)
 class IngestParams:
@@ -59,6 +71,23 @@ class IngestParams:
     captions: Optional[str] = None  # JSONL {"image": <rel path>, "caption": ...}; None: no CAP
     box_policy: Literal["clip", "skip"] = "clip"  # box partly outside the image
     extra_categories: list[str] = field(default_factory=list)  # accepted beyond the taxonomy
+    image_check: Literal["markers", "reduced", "full"] = "markers"  # integrity check depth vs speed
+    workers: int = 2  # processes checking images; output does not depend on it
+
+    def validate(self) -> list[str]:
+        from colonpipe.data.taxonomy import check_targets
+
+        problems = []
+        names = [s.name for s in self.sources]
+        problems += [f"source name {n!r} is used twice" for n in sorted({n for n in names if names.count(n) > 1})]
+        if not self.sources:
+            problems.append("sources is empty: name at least one raw source")
+        for src in self.sources:
+            targets = sorted(set(src.categories.values()))
+            problems += [f"sources[{src.name}]: {p}" for p in check_targets(targets, self.extra_categories)]
+        if self.workers < 1:
+            problems.append(f"workers must be >= 1, got {self.workers}")
+        return problems
 
 
 @dataclass(frozen=True)
@@ -202,32 +231,6 @@ class ModelParams:
         # phi15-siglip: the grid comes from the vision config; ColonGPTConfig checks the levels.
         grid = self.tiny.image_size // self.tiny.patch_size if self.preset == "tiny" else 10**6
         return _projector_problems(self.projector_type, grid, "projector_type")
-
-
-# --------------------------------------------------------------------------- registry
-@dataclass(frozen=True)
-class RegisterParams:
-    """Model-registry promotion rule (stage ``register``).
-
-    Metric names are dotted paths into the metrics JSON files, prefixed by the file stem:
-    ``metrics/test.json`` ``{"cls": {"accuracy": ..}}`` -> ``test.cls.accuracy``.
-    """
-
-    model_name: str = "colongpt"  # registered model name in MLflow
-    primary_metric: str = "test.cls.accuracy"  # the candidate must beat the champion strictly
-    higher_is_better: dict[str, bool] = field(default_factory=dict)  # per metric; unlisted: true
-    guards: dict[str, float] = field(default_factory=dict)  # metric -> tolerated regression (>= 0)
-    floors: dict[str, float] = field(default_factory=dict)  # first model: metric -> minimum
-    # (a maximum for a lower-is-better metric)
-
-    def validate(self) -> list[str]:
-        problems = []
-        if not self.model_name.strip():
-            problems.append("model_name must not be empty")
-        if not self.primary_metric.strip():
-            problems.append("primary_metric must not be empty")
-        problems += [f"guards.{k}: tolerance must be >= 0, got {v}" for k, v in self.guards.items() if v < 0]
-        return problems
 
 
 # --------------------------------------------------------------------------- training

@@ -1,0 +1,22 @@
+"""One reader per raw annotation format; ``READERS[format]`` maps a params format to its reader.
+
+Every reader has the signature
+``read(listing: SourceListing, *, official_split: bool, yolo_classes: Sequence[str]) -> ReadResult``
+and never opens images (``colonpipe.data.ingest`` checks them once, for all formats).
+"""
+
+from __future__ import annotations
+
+from colonpipe.data.sources import class_folders, json_boxes, mask, sun_txt, voc, yolo_txt
+from colonpipe.data.sources.common import ReadResult, SourceListing, list_source
+
+READERS = {
+    "class_folders": class_folders.read,
+    "mask": mask.read,
+    "voc": voc.read,
+    "sun_txt": sun_txt.read,
+    "yolo_txt": yolo_txt.read,
+    "json_boxes": json_boxes.read,
+}
+
+__all__ = ["READERS", "ReadResult", "SourceListing", "list_source"]
