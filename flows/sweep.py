@@ -1,0 +1,227 @@
+"""The sweep flow: a grid or a list of param overrides, run as DVC experiments.
+
+The mechanism is the one a user types by hand (docs/orchestration.md): every point is
+queued with ``dvc exp run --queue -S key=value -n <name>``, then ``dvc queue start -j N``
+runs them, N at a time, each in its own temp workspace sharing DVC's cache. So
+``dvc exp show`` lists exactly the experiments the flow ran, with their metrics columns.
+
+The flow then reads ``dvc exp show --json``, names the best experiment by ``metric``, and
+logs one MLflow parent run with one child per experiment (params, metrics, status; a
+failed experiment's child carries its error). A failed experiment is reported (its task
+run fails with the experiment's own error text) while the others go on; the flow fails
+only when every experiment failed.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Optional
+
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from prefect.artifacts import create_markdown_artifact
+from prefect.runtime import flow_run as current_flow_run
+
+from flows import dvc_cli
+from flows import dvc_experiments as dx
+from flows.mlflow_runs import RunRef, close_run, open_run, publish_run_link, tracking_uri
+
+EXP_NAME_TAG = "colonpipe.dvc_exp_name"  # set by colonpipe.tracking on a dvc exp's parent run
+
+
+class ExperimentFailed(RuntimeError):
+    """One sweep point failed; the message is the experiment's own error."""
+
+
+def _dvc(args: list[str], repo: str, *, quiet: bool = False) -> str:
+    log = get_run_logger()
+    return dvc_cli.run_command([dvc_cli.dvc_executable(), *args], cwd=repo,
+                               env=_queue_env(), on_line=(lambda _l: None) if quiet else log.info)
+
+
+def _queue_env() -> dict[str, str]:
+    """Queue workers must not inherit an outer flow's parent run: each exp groups its own."""
+    env = dvc_cli.child_env()
+    env.pop("COLONPIPE_PARENT_RUN_ID", None)
+    return env
+
+
+def _only_transient(task, task_run, state) -> bool:
+    try:
+        state.result(raise_on_failure=True)
+    except dvc_cli.TransientDvcError:
+        return True
+    except BaseException:
+        return False
+    return False
+
+
+@task(cache_policy=NO_CACHE, name="queue-experiment", task_run_name="queue-{name}", retries=3, retry_delay_seconds=5,
+      retry_condition_fn=_only_transient)
+def queue_experiment(repo: str, name: str, overrides: list[str], targets: Optional[list[str]] = None) -> None:
+    """``dvc exp run --queue -S <override>... -n <name> [targets]``."""
+    sets = [arg for o in overrides for arg in ("-S", o)]
+    _dvc(["exp", "run", "--queue", *sets, "-n", name, *(targets or [])], repo)
+
+
+@task(cache_policy=NO_CACHE, name="run-queue")
+def run_queue(repo: str, names: list[str], *, jobs: int, timeout_s: float, poll_s: float = 3.0) -> dict[str, str]:
+    """``dvc queue start -j jobs``, then wait until every named experiment has finished."""
+    log = get_run_logger()
+    _dvc(["queue", "start", "-j", str(jobs)], repo)
+    deadline = time.monotonic() + timeout_s
+    seen: dict[str, str] = {}
+    try:
+        while True:
+            states = dx.queue_states(_dvc(["queue", "status"], repo, quiet=True))
+            for name in names:
+                if states.get(name) != seen.get(name):
+                    log.info("experiment %s: %s", name, states.get(name, "unknown"))
+            seen = {n: states.get(n, "unknown") for n in names}
+            if all(s in dx.FINAL_STATES for s in seen.values()):
+                return seen
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"sweep: experiments still running after {timeout_s:.0f}s: {seen}")
+            time.sleep(poll_s)
+    except BaseException:
+        pending = [n for n in names if seen.get(n) not in dx.FINAL_STATES]
+        log.warning("stopping unfinished experiments %s", pending)
+        for args in (["queue", "kill", *pending], ["queue", "remove", *pending]):
+            try:
+                _dvc(args, repo, quiet=True)
+            except Exception as exc:  # best effort: they may have finished meanwhile
+                log.warning("dvc %s: %s", " ".join(args[:2]), exc)
+        raise
+
+
+@task(cache_policy=NO_CACHE, name="collect-experiments")
+def collect(repo: str, names: list[str], states: dict[str, str]) -> dict[str, dict]:
+    """Records of ``names`` from ``dvc exp show --json``; failed ones get their log's error."""
+    shown = dx.experiment_records(json.loads(_dvc(["exp", "show", "--json", "--no-pager"], repo, quiet=True)))
+    out: dict[str, dict] = {}
+    for name in names:
+        rec = shown.get(name) or dx.ExpRecord(name=name, status=states.get(name, "unknown"))
+        if rec.status != "success" or states.get(name) == "failed":
+            rec.status = "failed"
+            try:
+                rec.error = dvc_cli.error_message(_dvc(["queue", "logs", name], repo, quiet=True))
+            except dvc_cli.CommandFailed as exc:
+                rec.error = rec.error or str(exc)
+        out[name] = asdict(rec)
+    return out
+
+
+def _exp_parent_run(sweep_run: RunRef, name: str) -> Optional[str]:
+    """The run ``colonpipe.tracking`` opened for experiment ``name``'s stages, if any."""
+    client = sweep_run.logger().client
+    runs = client.search_runs([sweep_run.experiment_id], filter_string=f"tags.`{EXP_NAME_TAG}` = '{name}'",
+                              order_by=["attributes.start_time DESC"], max_results=1)
+    return runs[0].info.run_id if runs else None
+
+
+@task(cache_policy=NO_CACHE, name="report-experiment", task_run_name="{name}")
+def report_experiment(name: str, record: dict, overrides: list[str], sweep_run: RunRef) -> dict:
+    """Log experiment ``name`` as a child of the sweep's MLflow run; fail if the experiment did."""
+    child_id = _exp_parent_run(sweep_run, name)
+    if child_id is None:
+        child = open_run(sweep_run.tracking_uri, run_name=name, parent_run_id=sweep_run.run_id,
+                         experiment_id=sweep_run.experiment_id, tags={EXP_NAME_TAG: name})
+    else:  # adopt the experiment's own pipeline run (parent of its stage runs) under the sweep
+        child = RunRef(child_id, sweep_run.experiment_id, sweep_run.tracking_uri, "")
+    mlog = child.logger()
+    mlog.set_tags({"mlflow.parentRunId": sweep_run.run_id, "colonpipe.sweep_overrides": " ".join(overrides),
+                   "colonpipe.dvc_exp_rev": record["rev"] or "", "colonpipe.sweep_status": record["status"],
+                   **({"colonpipe.error": record["error"]} if record["error"] else {})})
+    mlog.log_params(record["params"])
+    mlog.log_metrics(record["metrics"])
+    close_run(child, ok=record["status"] == "success")
+    if record["status"] != "success":
+        raise ExperimentFailed(f"experiment {name} ({' '.join(overrides)}) failed: {record['error']}")
+    get_run_logger().info("experiment %s: %d metrics logged to MLflow run %s",
+                          name, len(record["metrics"]), child.run_id)
+    return {"name": name, "run_id": child.run_id}
+
+
+def _summary_markdown(records: dict[str, dict], overrides: dict[str, list[str]], metric: Optional[str],
+                      best: Optional[str]) -> str:
+    rows = ["| experiment | status | overrides | " + (metric or "metric") + " | error |", "|---|---|---|---|---|"]
+    for name, rec in records.items():
+        value = dx.metric_value(rec["metrics"], metric) if metric else None
+        err = (rec["error"] or "").replace("\n", " ").replace("|", "/")[:300]
+        mark = " **(best)**" if name == best else ""
+        rows.append(f"| `{name}`{mark} | {rec['status']} | `{' '.join(overrides[name])}` | "
+                    f"{'' if value is None else f'{value:.6g}'} | {err} |")
+    head = f"### Sweep: best experiment `{best}` by `{metric}`\n\n" if best else "### Sweep: no best experiment\n\n"
+    return head + "\n".join(rows) + "\n"
+
+
+@flow(name="colonpipe-sweep", log_prints=True)
+def sweep(
+    repo: str = ".",
+    grid: Optional[dict[str, list[Any]]] = None,
+    points: Optional[list[dict[str, Any]]] = None,
+    targets: Optional[list[str]] = None,
+    metric: Optional[str] = None,
+    mode: str = "max",
+    jobs: int = 2,
+    name: Optional[str] = None,
+    experiment: Optional[str] = None,
+    timeout_s: float = 12 * 3600,
+) -> dict[str, Any]:
+    """Run every point as a queued DVC experiment, ``jobs`` at a time; name the best.
+
+    Args:
+        repo: the DVC repository (a git repo with at least one commit).
+        grid: ``{"finetune.lora.r": [8, 16]}``: one experiment per combination.
+        points: explicit override dicts, ``[{"finetune.lora.r": 8, "finetune.lr": 1e-4}]``.
+        targets: stages to reproduce (``dvc exp run <targets>``); the whole pipeline if empty.
+        metric: ``<metrics file>:<dotted key>`` (or a key unique across files) to rank by.
+        mode: ``max`` or ``min``.
+        jobs: experiments run in parallel (``dvc queue start -j``).
+        name: prefix of the experiment names (default ``sweep-<flow run name>``).
+        experiment: MLflow experiment (default: the project's).
+        timeout_s: give up (and stop the queue's unfinished experiments) after this long.
+    Returns ``{"best", "metric", "experiments": {name: record}, "mlflow_run_id"}``.
+    """
+    if mode not in ("max", "min"):
+        raise ValueError(f"sweep: mode must be 'max' or 'min', got {mode!r}")
+    repo = str(Path(repo).resolve())
+    point_overrides = dx.expand_points(grid, points)
+    prefix = name or f"sweep-{current_flow_run.name or time.strftime('%Y%m%d-%H%M%S')}"
+    overrides = {f"{prefix}-{i + 1}": ov for i, ov in enumerate(point_overrides)}
+    parent = open_run(tracking_uri(repo), run_name=prefix, experiment=experiment,
+                      tags={"colonpipe.kind": "sweep", "prefect.flow_run_id": str(current_flow_run.id),
+                            "colonpipe.sweep_metric": metric or ""})
+    publish_run_link(parent, key="mlflow-sweep-run", title="MLflow parent run of this sweep")
+    ok = False
+    try:
+        for exp_name, ov in overrides.items():
+            queue_experiment(repo, exp_name, ov, targets)
+        states = run_queue(repo, list(overrides), jobs=jobs, timeout_s=timeout_s)
+        records = collect(repo, list(overrides), states)
+        reports = {n: report_experiment(n, records[n], overrides[n], parent, return_state=True) for n in records}
+        best = dx.best_experiment([dx.ExpRecord(**r) for r in records.values()], metric, mode=mode) if metric else None
+        summary = _summary_markdown(records, overrides, metric, best.name if best else None)
+        create_markdown_artifact(summary, key="sweep-summary", description=f"sweep {prefix}")
+        tags = {"colonpipe.best_experiment": best.name if best else ""}
+        parent.logger().set_tags(tags)
+        if best is not None:
+            parent.logger().log_metrics({f"best/{metric}": dx.metric_value(best.metrics, metric)})
+            get_run_logger().info("best experiment: %s (%s = %s)", best.name, metric,
+                                  dx.metric_value(best.metrics, metric))
+        failed = [n for n, st in reports.items() if st.is_failed()]
+        if len(failed) == len(records):
+            raise ExperimentFailed(f"sweep {prefix}: every experiment failed: "
+                                   + "; ".join(f"{n}: {records[n]['error']}" for n in failed))
+        ok = True
+        return {"best": best.name if best else None, "metric": metric, "experiments": records,
+                "failed": failed, "mlflow_run_id": parent.run_id}
+    finally:
+        close_run(parent, ok=ok)
+
+
+if __name__ == "__main__":
+    sweep()
