@@ -9,7 +9,7 @@ Typical use in a stage::
 """
 
 from colonpipe.tracking.logger import MlflowLogger, RunLogger
-from colonpipe.tracking.runs import PARENT_ENV, stage_run
+from colonpipe.tracking.runs import PARENT_ENV, pipeline_parent, stage_run
 from colonpipe.tracking.store import experiment_name, get_client, get_experiment_id, tracking_uri
 
 __all__ = [
@@ -19,6 +19,7 @@ __all__ = [
     "experiment_name",
     "get_client",
     "get_experiment_id",
+    "pipeline_parent",
     "stage_run",
     "tracking_uri",
 ]

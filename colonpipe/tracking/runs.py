@@ -1,8 +1,10 @@
 """Parent/child runs: one parent per pipeline execution, one child per stage.
 
 How a stage finds its parent (``resolve_parent``):
-1. ``$COLONPIPE_PARENT_RUN_ID`` when set: Prefect flows and sweeps open the parent and pass it
-   down; they also end it.
+1. ``$COLONPIPE_PARENT_RUN_ID`` when set (``pipeline_parent`` sets it): Prefect flows and
+   sweeps open the parent and pass it down; they also end it. Inside a DVC *experiment*
+   (``$DVC_EXP_NAME`` set, e.g. a sweep's queued ``dvc exp run``) the experiment still gets
+   its own parent (rule 2), nested under that run: sweep -> experiment -> stages.
 2. Otherwise the *pipeline key* of the DVC invocation running us: host, pid and start time
    of the nearest ancestor process whose command line is ``dvc ...`` (read from ``/proc``),
    plus ``$DVC_EXP_NAME``. Every stage of one ``dvc repro`` shares it; each ``dvc exp run``
@@ -89,7 +91,8 @@ def pipeline_key() -> Optional[tuple[str, str]]:
         return None
     pid, start, argv = found
     exp = os.environ.get("DVC_EXP_NAME", "")
-    return f"{socket.gethostname()}:{pid}:{start}:{exp}", " ".join(argv)
+    i = next(i for i, a in enumerate(argv) if a == "dvc" or Path(a).name == "dvc")
+    return f"{socket.gethostname()}:{pid}:{start}:{exp}", " ".join(["dvc", *argv[i + 1 :]])
 
 
 def resolve_parent(client: "MlflowClient", experiment_id: str) -> Optional[Parent]:
@@ -97,8 +100,9 @@ def resolve_parent(client: "MlflowClient", experiment_id: str) -> Optional[Paren
     env_id = os.environ.get(PARENT_ENV)
     if env_id:
         client.get_run(env_id)  # fails loudly on a wrong id
-        return Parent(env_id, owned=False)
     found = pipeline_key()
+    if env_id and not (found and os.environ.get("DVC_EXP_NAME")):
+        return Parent(env_id, owned=False)
     if found is None:
         return None
     key, command = found
@@ -113,9 +117,38 @@ def resolve_parent(client: "MlflowClient", experiment_id: str) -> Optional[Paren
         exp = os.environ.get("DVC_EXP_NAME")
         if exp:
             tags["colonpipe.dvc_exp_name"] = exp
-        run = client.create_run(experiment_id, run_name=exp or f"pipeline {command}", tags=tags)
+        if env_id:
+            tags[PARENT_TAG] = env_id
+        run = client.create_run(experiment_id, run_name=f"{command} ({exp})" if exp else command, tags=tags)
         logger.info("opened parent run %s for %r", run.info.run_id, command)
         return Parent(run.info.run_id, owned=True)
+
+
+@contextlib.contextmanager
+def pipeline_parent(
+    run_name: str, *, tags: Optional[Mapping[str, str]] = None, client: Optional["MlflowClient"] = None
+) -> Iterator[str]:
+    """Open a parent run for a flow and yield its id; stages started inside (in this process
+    or as subprocesses) become its children through ``$COLONPIPE_PARENT_RUN_ID``.
+
+    Nests under an enclosing ``$COLONPIPE_PARENT_RUN_ID`` (a sweep around pipelines). The run
+    ends FINISHED, or FAILED when the block raises; the env var is restored afterwards.
+    """
+    client = client or get_client()
+    outer = os.environ.get(PARENT_ENV)
+    all_tags = {**(tags or {}), **({PARENT_TAG: outer} if outer else {})}
+    run_id = client.create_run(get_experiment_id(client), run_name=run_name, tags=all_tags).info.run_id
+    os.environ[PARENT_ENV] = run_id
+    status = "FAILED"
+    try:
+        yield run_id
+        status = "FINISHED"
+    finally:
+        client.set_terminated(run_id, status)
+        if outer:
+            os.environ[PARENT_ENV] = outer
+        else:
+            os.environ.pop(PARENT_ENV, None)
 
 
 def backfill_lock_entries(client: "MlflowClient", parent_id: str, lock: Mapping[str, Any]) -> int:

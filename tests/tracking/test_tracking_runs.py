@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -9,6 +10,7 @@ from pathlib import Path
 
 from mlflow import MlflowClient
 
+from colonpipe.tracking import pipeline_parent
 from colonpipe.tracking.store import experiment_name
 
 STAGE_SCRIPT = textwrap.dedent(
@@ -32,19 +34,20 @@ def _children(client: MlflowClient, parent_id: str) -> list:
     return client.search_runs([exp.experiment_id], f"tags.`mlflow.parentRunId` = '{parent_id}'")
 
 
-def test_env_parent_is_shared_by_separate_processes(tracking_env, venv_env, git_repo):
+def test_flow_parent_is_shared_by_separate_processes(tracking_env, venv_env, git_repo):
     client = MlflowClient(tracking_env)
-    exp_id = client.create_experiment(experiment_name())
-    parent = client.create_run(exp_id, run_name="flow").info.run_id
     (git_repo / "stage.py").write_text(STAGE_SCRIPT)
-    env = venv_env(COLONPIPE_PARENT_RUN_ID=parent)
-    procs = [subprocess.Popen([sys.executable, "stage.py", name, f"{name}.out"], env=env)
-             for name in ("first", "second")]
-    assert [p.wait(timeout=120) for p in procs] == [0, 0]
+    with pipeline_parent("flow") as parent:
+        env = venv_env()  # carries COLONPIPE_PARENT_RUN_ID
+        procs = [subprocess.Popen([sys.executable, "stage.py", name, f"{name}.out"], env=env)
+                 for name in ("first", "second")]
+        assert [p.wait(timeout=120) for p in procs] == [0, 0]
+        assert client.get_run(parent).info.status == "RUNNING"  # stages do not end the flow's run
     children = _children(client, parent)
     assert sorted(r.info.run_name for r in children) == ["first", "second"]
     assert all(r.info.status == "FINISHED" for r in children)
-    assert client.get_run(parent).info.status == "RUNNING"  # the flow that opened it ends it
+    assert client.get_run(parent).info.status == "FINISHED"
+    assert "COLONPIPE_PARENT_RUN_ID" not in os.environ
 
 
 DVC_YAML = textwrap.dedent(
@@ -96,9 +99,11 @@ def test_dvc_repro_and_exp_run_each_get_one_parent_with_stage_children(tracking_
     assert kids["b"].data.tags["colonpipe.input.a.txt"] == f"md5:{a_md5}"  # from a's lock entry
     assert a_md5 in kids["a"].data.tags["colonpipe.dvc_lock"]  # backfilled by b once DVC wrote it
 
-    _dvc(["exp", "run", "-S", "p=2", "-n", "p2"], git_repo, env)
+    with pipeline_parent("sweep") as sweep:  # an experiment gets its own parent, under the sweep
+        _dvc(["exp", "run", "-S", "p=2", "-n", "p2"], git_repo, venv_env(DVC_NO_ANALYTICS="1"))
     first, second = _parents(client)
     assert first.info.run_id == parent.info.run_id and second.info.run_id != parent.info.run_id
     assert second.data.tags["colonpipe.dvc_exp_name"] == "p2"
+    assert second.data.tags["mlflow.parentRunId"] == sweep
     kids = {r.info.run_name: r for r in _children(client, second.info.run_id)}
     assert set(kids) == {"a", "b"} and kids["a"].data.params == {"p": "2"}
