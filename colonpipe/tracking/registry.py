@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
@@ -98,6 +99,11 @@ def append_decision(path: Path, decision: Decision) -> None:
 
 
 # --------------------------------------------------------------------------- aliases
+def _registry_lock(client: "MlflowClient", name: str):
+    """The exclusive lock around read-decide-move for model ``name`` (see module doc)."""
+    return file_lock("registry-" + re.sub(r"[^A-Za-z0-9_.-]", "_", name), uri=client.tracking_uri)
+
+
 def alias_version(client: "MlflowClient", name: str, alias: str) -> Optional[str]:
     """Version number behind ``name@alias``, or None when the alias is unset."""
     from mlflow.exceptions import MlflowException
@@ -160,7 +166,7 @@ def promote(
 ) -> Decision:
     """Decide on candidate ``version`` and move the aliases if it wins (under the lock)."""
     name = cfg.model_name
-    with file_lock(f"registry-{name}"):
+    with _registry_lock(client, name):
         read_registry_json(registry_path)  # refuse before moving anything if the log is broken
         champ = alias_version(client, name, CHAMPION)
         champ_metrics = version_metrics(client, name, champ) if champ else None
@@ -183,7 +189,7 @@ def promote(
 
 def rollback(client: "MlflowClient", name: str, *, registry_path: Path) -> Decision:
     """``champion`` <- ``previous``; ``previous`` <- the version that preceded it (or unset)."""
-    with file_lock(f"registry-{name}"):
+    with _registry_lock(client, name):
         read_registry_json(registry_path)
         champ, prev = alias_version(client, name, CHAMPION), alias_version(client, name, PREVIOUS)
         if prev is None:

@@ -99,14 +99,19 @@ def resolve_parent(client: "MlflowClient", experiment_id: str) -> Optional[Paren
     """The parent run for a stage starting now (see module doc), or None."""
     env_id = os.environ.get(PARENT_ENV)
     if env_id:
-        client.get_run(env_id)  # fails loudly on a wrong id
+        from mlflow.exceptions import MlflowException
+
+        try:
+            client.get_run(env_id)
+        except MlflowException:
+            raise RuntimeError(f"${PARENT_ENV}={env_id}: no such run in {client.tracking_uri}") from None
     found = pipeline_key()
     if env_id and not (found and os.environ.get("DVC_EXP_NAME")):
         return Parent(env_id, owned=False)
     if found is None:
         return None
     key, command = found
-    with file_lock("parent-run"):
+    with file_lock("parent-run", uri=client.tracking_uri):
         runs = client.search_runs(
             [experiment_id], filter_string=f"tags.`{KEY_TAG}` = '{key}'", max_results=1
         )
@@ -176,7 +181,7 @@ def _open_child(client, experiment_id, stage, parent, lineage) -> MlflowLogger:
     tags = lin.lineage_tags(lineage)
     if parent is not None:
         tags[PARENT_TAG] = parent.run_id
-    run = client.create_run(experiment_id, run_name=stage, tags={})
+    run = client.create_run(experiment_id, run_name=stage)
     log = MlflowLogger(client, run.info.run_id)
     log.set_tags(tags)
     log.log_params(lineage["params"])

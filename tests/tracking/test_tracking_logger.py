@@ -90,3 +90,10 @@ def test_logger_rejects_non_numeric_metric_and_missing_artifact(tracking_env, gi
         log.log_metrics({"acc": "high"})
     with pytest.raises(FileNotFoundError, match="nope.txt"):
         log.log_artifact(git_repo / "nope.txt")
+
+
+def test_unknown_parent_run_id_is_a_clear_error(tracking_env, git_repo, monkeypatch):
+    monkeypatch.setenv("COLONPIPE_PARENT_RUN_ID", "0" * 32)
+    with pytest.raises(RuntimeError, match="COLONPIPE_PARENT_RUN_ID=0+: no such run"):
+        with stage_run("x"):
+            pass

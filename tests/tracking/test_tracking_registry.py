@@ -179,3 +179,20 @@ def test_register_stage_logs_model_and_decision_to_its_run(tracking_env, git_rep
     assert [a.path for a in client.list_artifacts(run.info.run_id, "model")] == ["model/adapter.safetensors"]
     mv = client.get_model_version(name, log[1]["candidate_version"])
     assert mv.tags["source_run_id"] == run.info.run_id and mv.source.endswith("/artifacts/model")
+
+
+def test_rollback_and_registry_commands(tracking_env, cfg, tmp_path, monkeypatch, capsys):
+    from colonpipe.cli import main as cli
+
+    client = MlflowClient(tracking_env)
+    for cls in (0.4, 0.5):
+        _submit(client, cfg, tmp_path, cls=cls)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "params.yaml").write_text((REPO / "params.yaml").read_text())
+    assert cli(["registry", "--model", cfg.model_name]) == 0
+    out = capsys.readouterr().out
+    assert "champion=2 previous=1" in out and "test.cls.accuracy=0.5" in out
+    assert cli(["rollback", "--model", cfg.model_name, "--registry", "registry.json"]) == 0
+    assert _aliases(client, cfg) == ("1", None)
+    assert cli(["rollback", "--model", cfg.model_name]) == 1  # nothing left to roll back to
+    assert cli(["registry", "--model", "never_registered"]) == 1
