@@ -102,11 +102,11 @@ def _place(rng: np.random.Generator, w: int, h: int, categories: list[str]) -> l
         for _ in range(200):
             side = min(w, h)
             if LOOKS[cat].shape == "bar":
-                rx, ry = rng.uniform(lo, hi) * side * shrink * 0.75, rng.uniform(0.05, 0.07) * side
+                rx, ry = rng.uniform(lo, hi) * side * shrink / 2, rng.uniform(0.05, 0.07) * side
             else:
                 rx = rng.uniform(lo, hi) * w * shrink / 2
                 ry = float(np.clip(rx * rng.uniform(0.75, 1.3), lo * h / 2, hi * h / 2))
-            angle = rng.uniform(0, np.pi) if LOOKS[cat].shape == "bar" else rng.uniform(-0.4, 0.4)
+            angle = rng.uniform(0, np.pi) if LOOKS[cat].shape == "bar" else rng.uniform(-0.3, 0.3)
             rad = max(rx, ry) + 2
             if 2 * rad >= min(w, h):
                 continue
