@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
+import json
 import logging
 import os
 import signal
@@ -26,7 +27,7 @@ from tqdm import tqdm
 from colonpipe.infer.journal import JOURNAL_GLOB, atomic_write_text, prepare_journal_dir, read_journals
 from colonpipe.infer.merge import MergeSummary, merge_predictions
 from colonpipe.infer.records import load_records
-from colonpipe.infer.worker import ShardSpec
+from colonpipe.infer.worker import ShardResult, ShardSpec, result_path
 
 logger = logging.getLogger(__name__)
 
@@ -123,6 +124,7 @@ def _spawn(job: InferJob, spec: ShardSpec) -> subprocess.Popen:
     journal_dir = Path(job.journal_dir)
     spec_path = journal_dir / f"shard-{spec.shard:03d}.spec.json"
     atomic_write_text(spec_path, spec.to_json())
+    result_path(journal_dir, spec.shard).unlink(missing_ok=True)
     env = dict(os.environ)
     if job.device == "cuda" and job.gpu_ids:
         env["CUDA_VISIBLE_DEVICES"] = job.gpu_ids[spec.shard % len(job.gpu_ids)]
@@ -171,6 +173,24 @@ def _wait(job: InferJob, procs: list[subprocess.Popen], total: int) -> None:
         )
 
 
+def shard_results(journal_dir: str | Path, num_shards: int) -> list[ShardResult]:
+    """The ``ShardResult`` each worker of the last run left behind (absent ones skipped)."""
+    out = []
+    for s in range(num_shards):
+        try:
+            out.append(ShardResult(**json.loads(result_path(journal_dir, s).read_text())))
+        except (OSError, ValueError, TypeError):
+            continue
+    return out
+
+
+def _log_results(job: InferJob) -> None:
+    for r in shard_results(job.journal_dir, job.num_shards):
+        rate = r.done / r.seconds if r.seconds else 0.0
+        logger.info("shard %d: %d predicted, %d errors, %d resumed; %.1f s generating (%.1f samples/s)",
+                    r.shard, r.done, r.errors, r.skipped, r.seconds, rate)
+
+
 def run_inference(job: InferJob) -> MergeSummary:
     """Predict every record of ``job.input_path`` into ``job.out_path``; resumes from journals."""
     records = load_records(job.input_path, limit=job.limit)
@@ -184,6 +204,7 @@ def run_inference(job: InferJob) -> MergeSummary:
     try:
         procs = [_spawn(job, spec) for spec in _shard_specs(job)] if todo else []
         _wait(job, procs, len(records))
+        _log_results(job)
     finally:
         for p in procs:  # on Ctrl-C or an error: stop the rest, their journals stay valid
             if p.poll() is None:

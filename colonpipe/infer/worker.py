@@ -12,6 +12,7 @@ import dataclasses
 import json
 import logging
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +21,7 @@ from typing import Any, Iterator, Optional
 from tqdm import tqdm
 
 from colonpipe.data.images import ImageError, ImageResolver, load_rgb
-from colonpipe.infer.journal import JournalWriter, journal_path, read_journals
+from colonpipe.infer.journal import JournalWriter, atomic_write_text, journal_path, read_journals
 from colonpipe.infer.records import RecordError, load_records, parse_record
 from colonpipe.infer.shards import shard_positions
 
@@ -63,6 +64,7 @@ class ShardResult:
     skipped: int  # already in a journal
     done: int  # predicted now
     errors: int  # error entries written now
+    seconds: float = 0.0  # generation loop wall time (after the model is loaded)
 
 
 def _parse_all(
@@ -105,8 +107,10 @@ def _prefetch(resolver: ImageResolver, processor: Any, batches: list, workers: i
             futures[i] = None  # free decoded images
 
 
-def _predict(spec: ShardSpec, journal: JournalWriter, records: list[Any], pending: list[int]) -> tuple[int, int]:
-    """Generate ``pending`` positions batch by batch, journaling each; returns (done, errors)."""
+def _predict(
+    spec: ShardSpec, journal: JournalWriter, records: list[Any], pending: list[int]
+) -> tuple[int, int, float]:
+    """Generate ``pending`` positions batch by batch, journaling each; returns (done, errors, seconds)."""
     import torch
 
     from colonpipe.infer.generate import generate_batch, length_buckets
@@ -120,7 +124,7 @@ def _predict(spec: ShardSpec, journal: JournalWriter, records: list[Any], pendin
     journal.append(bad)
     batches = [[items[i] for i in b] for b in length_buckets([len(p) for _, _, p in items], spec.batch_size)]
     resolver = ImageResolver.from_path(spec.image_root)
-    done, errors = 0, len(bad)
+    done, errors, start = 0, len(bad), time.perf_counter()
     bar = tqdm(total=len(items), desc=f"shard {spec.shard}", disable=not spec.progress)
     for ok, failed in _prefetch(resolver, processor, batches, spec.io_workers):
         answers = generate_batch(
@@ -131,7 +135,7 @@ def _predict(spec: ShardSpec, journal: JournalWriter, records: list[Any], pendin
         done, errors = done + len(ok), errors + len(failed)
         bar.update(len(ok) + len(failed))
     bar.close()
-    return done, errors
+    return done, errors, time.perf_counter() - start
 
 
 def run_shard(spec: ShardSpec) -> ShardResult:
@@ -143,9 +147,10 @@ def run_shard(spec: ShardSpec) -> ShardResult:
         pending = [p for p in shard_positions(len(records), spec.num_shards, spec.shard) if p not in done_before]
         logger.info("shard %d/%d: %d records, %d already done",
                     spec.shard, spec.num_shards, total, total - len(pending))
-        done, errors = _predict(spec, journal, records, pending) if pending else (0, 0)
-    logger.info("shard %d/%d finished: %d predicted, %d errors", spec.shard, spec.num_shards, done, errors)
-    return ShardResult(spec.shard, total, total - len(pending), done, errors)
+        done, errors, seconds = _predict(spec, journal, records, pending) if pending else (0, 0, 0.0)
+    logger.info("shard %d/%d finished: %d predicted, %d errors in %.1f s",
+                spec.shard, spec.num_shards, done, errors, seconds)
+    return ShardResult(spec.shard, total, total - len(pending), done, errors, seconds)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -155,9 +160,15 @@ def main(argv: list[str] | None = None) -> int:
         print("usage: python -m colonpipe.infer.worker SPEC.json", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    result = run_shard(ShardSpec.from_json(Path(argv[0]).read_text()))
-    print(json.dumps(dataclasses.asdict(result)))
+    spec = ShardSpec.from_json(Path(argv[0]).read_text())
+    result = run_shard(spec)
+    atomic_write_text(result_path(spec.journal_dir, spec.shard), json.dumps(dataclasses.asdict(result)) + "\n")
     return 0
+
+
+def result_path(journal_dir: str | Path, shard: int) -> Path:
+    """Where a worker process leaves its ``ShardResult`` (JSON) for the runner."""
+    return Path(journal_dir) / f"shard-{shard:03d}.result.json"
 
 
 if __name__ == "__main__":
