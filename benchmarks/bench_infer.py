@@ -191,7 +191,7 @@ def main() -> None:
     device, dtype = ("cuda", "bfloat16") if gpu else ("cpu", "float32")
 
     base_s, base_answers = baseline(model_dir, records_path, image_root, args.baseline_records, device=device,
-                                    dtype=dtype, new_tokens=args.new_tokens, threads=args.baseline_threads)
+                                    dtype=dtype, new_tokens=args.new_tokens, threads=0 if gpu else args.baseline_threads)
     ours = (ours_gpu if gpu else ours_cpu)(args, model_dir, records_path, image_root, work)
     report(args, base_s, base_answers, ours)
 
