@@ -52,7 +52,10 @@ def resolve_runtime(params: InferParams) -> Runtime:
     if attn == "flash_attention_2" and (device == "cpu" or importlib.util.find_spec("flash_attn") is None):
         logger.warning("flash_attention_2 needs flash-attn on a GPU; using sdpa")
         attn = "sdpa"
-    shards = params.num_shards or (len(gpu_ids) if device == "cuda" else 1)
+    # CPU: two 1-thread processes beat one 2-thread process on small models (measured), but
+    # each holds a model copy, so auto stops at 2.
+    cores = params.cpu_threads or len(os.sched_getaffinity(0))
+    shards = params.num_shards or (len(gpu_ids) if device == "cuda" else min(2, cores))
     return Runtime(device, dtype, shards, gpu_ids, attn)
 
 
