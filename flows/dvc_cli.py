@@ -176,10 +176,10 @@ def stage_order(repo: str | Path, targets: Sequence[str] | None = None) -> list[
     repo = Path(repo)
     listed = run_command([dvc_executable(), "stage", "list", "--all", "--name-only"],
                          cwd=repo, on_line=lambda _l: None).split()
-    nodes, edges = _dot_graph(repo, targets or [])
-    unknown = [t for t in (targets or []) if t not in nodes]
+    unknown = [t for t in (targets or []) if t not in listed and not any(s.startswith(f"{t}@") for s in listed)]
     if unknown:
         raise ValueError(f"{repo / 'dvc.yaml'}: no stage named {unknown} (stages: {listed})")
+    nodes, edges = _dot_graph(repo, targets or [])
     rank = {name: i for i, name in enumerate(listed)}
     indeg = {n: 0 for n in nodes}
     for _, b in edges:
@@ -205,7 +205,7 @@ def format_overrides(overrides: dict[str, object] | Sequence[str] | None) -> lis
     if isinstance(overrides, dict):
         import json
 
-        return [f"{k}={json.dumps(v) if not isinstance(v, str) else v}" for k, v in overrides.items()]
+        return [f"{k}={json.dumps(v)}" for k, v in overrides.items()]  # strings double-quoted
     return [str(o) for o in overrides]
 
 

@@ -35,7 +35,8 @@ class ExpRecord:
 
 
 def _value_text(value: Any) -> str:
-    return value if isinstance(value, str) else json.dumps(value)
+    """A value in DVC's ``-S`` (Hydra) grammar: JSON, so strings stay strings (``"yes"``)."""
+    return json.dumps(value)
 
 
 def expand_points(
