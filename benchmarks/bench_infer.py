@@ -190,9 +190,16 @@ def main() -> None:
     model_dir = build_real_size(work, records_path) if gpu else build_tiny(work, records_path)
     device, dtype = ("cuda", "bfloat16") if gpu else ("cpu", "float32")
 
-    base_s, base_answers = baseline(model_dir, records_path, image_root, args.baseline_records, device=device,
-                                    dtype=dtype, new_tokens=args.new_tokens, threads=0 if gpu else args.baseline_threads)
+    def run_baseline() -> tuple[float, list[str]]:
+        return baseline(model_dir, records_path, image_root, args.baseline_records, device=device, dtype=dtype,
+                        new_tokens=args.new_tokens, threads=0 if gpu else args.baseline_threads)
+
+    # The baseline runs before AND after our path and keeps its faster time, so load from
+    # other processes on a shared machine cannot inflate the ratio.
+    before = run_baseline()
     ours = (ours_gpu if gpu else ours_cpu)(args, model_dir, records_path, image_root, work)
+    after = run_baseline()
+    base_s, base_answers = min(before, after, key=lambda r: r[0])
     report(args, base_s, base_answers, ours)
 
 

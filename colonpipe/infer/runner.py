@@ -130,7 +130,7 @@ def _spawn(job: InferJob, spec: ShardSpec) -> subprocess.Popen:
         env["CUDA_VISIBLE_DEVICES"] = job.gpu_ids[spec.shard % len(job.gpu_ids)]
     if spec.threads:
         env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(spec.threads)
-    log = open(journal_dir / f"shard-{spec.shard:03d}.log", "wb")
+    log = open(journal_dir / f"shard-{spec.shard:03d}.log", "ab")  # keeps earlier attempts
     try:
         return subprocess.Popen(
             [sys.executable, "-m", "colonpipe.infer.worker", str(spec_path)],
@@ -156,7 +156,7 @@ def _wait(job: InferJob, procs: list[subprocess.Popen], total: int) -> None:
     journal_dir = Path(job.journal_dir)
     bar = tqdm(total=total, initial=min(total, _count_lines(journal_dir)), desc=Path(job.out_path).name)
     while any(p.poll() is None for p in procs):
-        time.sleep(0.5)
+        time.sleep(1.0)
         bar.n = min(total, _count_lines(journal_dir))
         bar.refresh()
     bar.close()
