@@ -72,12 +72,13 @@ class TrainState:
     resumed_from: int | None = None
 
 
-def fingerprint(p: TrainParams, paths: TrainPaths, world_size: int) -> str:
-    """Hash of everything a checkpoint's optimizer state depends on (not save/log cadence)."""
+def fingerprint(p: TrainParams, paths: TrainPaths, *, world_size: int, total_steps: int) -> str:
+    """Hash of everything a resumed run must share with its checkpoint: the hyperparameters
+    (not the save cadence or worker count), world size, inputs and the schedule length."""
     knobs = dataclasses.asdict(p)
     for volatile in ("save_steps", "keep_checkpoints", "num_workers", "hostfile", "max_steps", "epochs"):
-        knobs.pop(volatile)
-    knobs.update(world_size=world_size, base=str(paths.base), data=str(paths.data))
+        knobs.pop(volatile)  # they matter only through total_steps
+    knobs.update(world_size=world_size, total_steps=total_steps, base=str(paths.base), data=str(paths.data))
     return hashlib.sha256(json.dumps(knobs, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -107,7 +108,7 @@ class TrainRecipe:
         self._setup_model()
         self._setup_data()
         self._setup_optimizer()
-        self.fingerprint = fingerprint(p, self.paths, self.info.world_size)
+        self.fingerprint = fingerprint(p, self.paths, world_size=self.info.world_size, total_steps=self.total_steps)
         self.ckpt_root = self.paths.out_dir / CHECKPOINTS
         self._resume()
         self._log_start()
