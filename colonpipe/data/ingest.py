@@ -8,7 +8,8 @@ Contract (``ingest(params, out_dir)``):
   corrupt/truncated image, non-RGB image (kept: ``repaired``, converted to RGB at load),
   annotation without image, image without annotation, box partly outside (``box_policy``:
   clip -> repaired, skip -> skipped), inverted / degenerate / fully-outside / non-finite box
-  (always skipped), empty mask, unknown raw label, duplicate content (first kept), symlink or
+  (always skipped), empty mask, unknown raw label, duplicate content (the first image with
+  usable annotations is kept, in source then path order), symlink or
   ``..`` escaping the root, annotation size not matching the image, malformed annotation or
   caption line.
 - A missing source folder or captions file stops the run with one ``IngestError`` naming
@@ -127,16 +128,16 @@ def check_box(box, width: int, height: int, *, normalized: bool = False,
     if policy != "clip":
         return None, "box_partly_outside", f"box {raw} extends outside the {width}x{height} image (box_policy=skip)"
     if clipped[2] == clipped[0] or clipped[3] == clipped[1]:
-        return None, "degenerate_box", f"box {raw} clipped to the image has zero width or height"
+        return None, "degenerate_box", f"box {raw} clipped to the image is under 2 pixels wide or high"
     return clipped, "box_clipped", f"box {raw} extends outside the {width}x{height} image; clipped to {clipped}"
 
 
 # --------------------------------------------------------------------------- scanning
-def _scan(spec: SourceParams) -> _Scan:
+def _scan(spec: SourceParams, *, workers: int = 1) -> _Scan:
     """List and read one source; report images without annotation and missing split folders."""
     listing = list_source(Path(spec.root))
     result = READERS[spec.format](listing, official_split=spec.split == "official",
-                                  yolo_classes=tuple(spec.yolo_classes))
+                                  yolo_classes=tuple(spec.yolo_classes), workers=workers)
     scan = _Scan(spec, listing, result, problems=list(listing.problems) + result.problems)
     annotated = sorted({o.image for o in result.objects})
     for rel in sorted(set(result.images) - set(annotated) - result.claimed):
@@ -154,24 +155,37 @@ def _scan(spec: SourceParams) -> _Scan:
 
 
 def _check_all_images(scans: list[_Scan], *, level: str, workers: int, progress: bool) -> None:
-    """Check every annotated image once; keep the first of identical files; report the rest."""
+    """Check every annotated image once (process pool); report unreadable ones."""
     jobs = [(scan, rel) for scan in scans for rel in sorted(scan.splits)]
     infos = check_images([str(scan.listing.root / rel) for scan, rel in jobs], level=level, workers=workers,
                          progress=progress)
-    first_of: dict[str, str] = {}
     for (scan, rel), info in zip(jobs, infos):
-        shown = scan.listing.display(rel)
         if info.error:
-            scan.problems.append(Problem(shown, "corrupt_image", info.error))
-            continue
-        if info.sha256 in first_of:
-            scan.problems.append(Problem(shown, "duplicate_image", f"same content as {first_of[info.sha256]}; kept that one"))
-            continue
-        first_of[info.sha256] = shown
-        if info.mode != "RGB":
-            scan.problems.append(Problem(shown, "non_rgb_image", f"{info.format} image in mode {info.mode}; kept, "
-                                         "converted to RGB when loaded", REPAIRED))
-        scan.infos[rel] = info
+            scan.problems.append(Problem(scan.listing.display(rel), "corrupt_image", info.error))
+        else:
+            scan.infos[rel] = info
+
+
+def _drop_duplicates(scans: list[_Scan]) -> None:
+    """Among images that produced rows, keep the first of identical files (source order, then
+    path order) and report the rest; report kept non-RGB images as repaired."""
+    first_of: dict[str, str] = {}
+    for scan in scans:
+        images = sorted({r[2] for r in scan.rows})
+        drop = set()
+        for image in images:
+            rel = image.split("/", 1)[1]
+            info, shown = scan.infos[rel], scan.listing.display(rel)
+            if info.sha256 in first_of:
+                scan.problems.append(Problem(shown, "duplicate_image", f"same content as {first_of[info.sha256]}; "
+                                             "kept that one"))
+                drop.add(image)
+                continue
+            first_of[info.sha256] = shown
+            if info.mode != "RGB":
+                scan.problems.append(Problem(shown, "non_rgb_image", f"{info.format} image in mode {info.mode}; "
+                                             "kept, converted to RGB when loaded", REPAIRED))
+        scan.rows = [r for r in scan.rows if r[2] not in drop]
 
 
 # --------------------------------------------------------------------------- rows
@@ -278,10 +292,11 @@ def ingest(params: IngestParams, out_dir: Path, *, params_file: str = "params.ya
            progress: bool = True) -> IngestSummary:
     """Read every source, check it, and write the three outputs into ``out_dir``."""
     check_config(params, params_file=params_file)
-    scans = [_scan(spec) for spec in params.sources]
+    scans = [_scan(spec, workers=params.workers) for spec in params.sources]
     _check_all_images(scans, level=params.image_check, workers=params.workers, progress=progress)
     for scan in scans:
         _build_rows(scan, params.box_policy)
+    _drop_duplicates(scans)
     rows, caption_problems, uncaptioned = _attach_captions([r for s in scans for r in s.rows], params.captions)
     report = _report(scans, caption_problems, params, rows, uncaptioned)
     out_dir = Path(out_dir)

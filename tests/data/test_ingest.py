@@ -160,6 +160,16 @@ def test_duplicates_across_sources_keep_the_first_source(tmp_path):
     assert _problems(report) == [("y.png", "duplicate_image", "skipped")]
 
 
+def test_duplicate_of_an_unusable_image_is_kept(tmp_path):
+    root = tmp_path / "cf"
+    _img(root / "bubbles/a.png", seed=5)  # unmapped label: no rows, so it must not shadow the copy
+    _img(root / "polyp/b.png", seed=5)
+    rows, report = _run(tmp_path, [_src(root, "class_folders", {"polyp": "polyp"})])
+    assert [r["image"] for r in rows] == ["cf/polyp/b.png"]
+    assert sorted(_problems(report)) == [("a.png", "no_usable_annotation", "skipped"),
+                                         ("a.png", "unknown_category", "skipped")]
+
+
 @pytest.mark.parametrize("policy", ["clip", "skip"])
 def test_box_policy_and_always_skipped_boxes(tmp_path, policy):
     root = tmp_path / "voc"

@@ -10,7 +10,7 @@ from PIL import Image
 
 from colonpipe.data.sources import READERS, list_source
 from colonpipe.data.sources.common import safe_relpath
-from colonpipe.data.sources.mask import mask_extent
+from colonpipe.data.sources.mask import mask_extent, mask_extents
 
 
 def _img(path: Path, size=(40, 30), colour=(200, 100, 90)) -> Path:
@@ -108,6 +108,18 @@ def test_mask_extent_handles_binary_01_jpeg_and_16bit(tmp_path):
     assert mask_extent(tmp_path / "e.png") == (None, (50, 40))
 
 
+def test_mask_extents_pool_matches_sequential(tmp_path):
+    paths = []
+    for i in range(70):
+        _mask(tmp_path / f"{i}.png", (30, 20), (i % 10, 1, 10 + i % 10, 5 + i % 7) if i % 9 else None)
+        paths.append(str(tmp_path / f"{i}.png"))
+    (tmp_path / "bad.png").write_bytes(b"garbage")
+    paths.append(str(tmp_path / "bad.png"))
+    seq = mask_extents(paths, workers=1)
+    assert mask_extents(paths, workers=2) == seq
+    assert seq[1] == ((1, 1, 11, 6), (30, 20)) and seq[0] == (None, (30, 20)) and isinstance(seq[-1], str)
+
+
 def test_mask_reader_pairs_by_folder_and_stem(tmp_path):
     root = tmp_path / "m"
     _img(root / "images/polyp/1.jpg", (50, 40))
@@ -118,11 +130,13 @@ def test_mask_reader_pairs_by_folder_and_stem(tmp_path):
     _mask(root / "masks/polyp/3.png", (50, 40))  # empty
     _mask(root / "masks/polyp/4.png", (50, 40), (1, 1, 5, 5))  # no image
     _img(root / "images/polyp/5.jpg", (50, 40))  # no mask
+    _img(root / "images/polyp/6.jpg", (50, 40))
+    (root / "masks/polyp/6.png").write_bytes(b"not a png")
     res = _read("mask", root)
     got = sorted((o.image, o.label, o.box, o.size) for o in res.objects)
     assert got == [("Train/images/2.jpg", "foreground", (0, 0, 49, 39), (50, 40)),
                    ("images/polyp/1.jpg", "polyp", (2, 3, 10, 12), (50, 40))]
-    assert _kinds(res) == ["annotation_without_image", "empty_mask"]
+    assert _kinds(res) == ["annotation_without_image", "corrupt_annotation", "empty_mask"]
     assert "images/polyp/3.jpg" in res.claimed and "images/polyp/5.jpg" not in res.claimed
     assert "images/polyp/5.jpg" in res.images and not any("masks/" in i for i in res.images)
 

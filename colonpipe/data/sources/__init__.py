@@ -1,8 +1,9 @@
 """One reader per raw annotation format; ``READERS[format]`` maps a params format to its reader.
 
 Every reader has the signature
-``read(listing: SourceListing, *, official_split: bool, yolo_classes: Sequence[str]) -> ReadResult``
+``read(listing: SourceListing, *, official_split: bool, yolo_classes: Sequence[str], workers: int) -> ReadResult``
 and never opens images (``colonpipe.data.ingest`` checks them once, for all formats).
+``workers`` > 1 lets a reader that decodes annotation files (masks) use a process pool.
 """
 
 from __future__ import annotations

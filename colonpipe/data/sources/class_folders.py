@@ -24,7 +24,8 @@ def category_folder(rel: str, *, official_split: bool) -> str | None:
     return parts[0] if parts else None
 
 
-def read(listing: SourceListing, *, official_split: bool = False, yolo_classes: Sequence[str] = ()) -> ReadResult:
+def read(listing: SourceListing, *, official_split: bool = False, yolo_classes: Sequence[str] = (),
+         workers: int = 1) -> ReadResult:
     """One label-only object (box None) per image file."""
     result = ReadResult(images=listing.images())
     for rel in result.images:

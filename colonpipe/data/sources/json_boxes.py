@@ -105,7 +105,8 @@ def _read_json(listing: SourceListing, rel: str, lower, index, result: ReadResul
             result.objects.append(RawObject(image=image, label=label, box=box, annotation=rel, size=_size(entry)))
 
 
-def read(listing: SourceListing, *, official_split: bool = False, yolo_classes: Sequence[str] = ()) -> ReadResult:
+def read(listing: SourceListing, *, official_split: bool = False, yolo_classes: Sequence[str] = (),
+         workers: int = 1) -> ReadResult:
     """Objects of every ``.json`` file under the root."""
     result = ReadResult(images=listing.images())
     lower = {r.lower(): r for r in result.images}

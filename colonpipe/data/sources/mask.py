@@ -15,6 +15,7 @@ mask; the mask's size travels with it so ``ingest`` can reject masks that do not
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 from PIL import Image
@@ -40,6 +41,14 @@ def mask_label(rel: str) -> str:
     return DEFAULT_LABEL
 
 
+def _extent_8bit(im: Image.Image) -> tuple[int, int, int, int] | None:
+    """Foreground bbox of an 8-bit grey mask with PIL's C routines (no numpy copy)."""
+    _, hi = im.getextrema()
+    thr = 0 if hi <= 1 else 127  # 0/1 masks, else above half of 255 (noisy JPEG masks too)
+    bbox = im.point([255 if v > thr else 0 for v in range(256)]).getbbox()
+    return None if bbox is None else (bbox[0], bbox[1], bbox[2] - 1, bbox[3] - 1)
+
+
 def mask_extent(path) -> tuple[tuple[int, int, int, int] | None, tuple[int, int]]:
     """``((x1, y1, x2, y2) inclusive or None when empty, (width, height))`` of a mask file.
 
@@ -50,12 +59,12 @@ def mask_extent(path) -> tuple[tuple[int, int, int, int] | None, tuple[int, int]
         size = im.size
         if im.mode in ("1", "P"):
             fg = np.asarray(im) > 0
-        else:
-            if im.mode not in ("L", "I", "I;16", "I;16B", "I;16L", "F"):
-                im = im.convert("L")
+        elif im.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
             arr = np.asarray(im)
-            full = 255 if arr.dtype == np.uint8 else (65535 if arr.dtype.kind in "ui" else 1.0)
+            full = 65535 if arr.dtype.kind in "ui" else 1.0
             fg = arr > 0 if arr.max(initial=0) <= 1 else arr > full / 2
+        else:
+            return _extent_8bit(im if im.mode == "L" else im.convert("L")), size
     if not fg.any():
         return None, size
     cols = np.flatnonzero(fg.any(axis=0))
@@ -63,31 +72,48 @@ def mask_extent(path) -> tuple[tuple[int, int, int, int] | None, tuple[int, int]
     return (int(cols[0]), int(rows[0]), int(cols[-1]), int(rows[-1])), size
 
 
-def read(listing: SourceListing, *, official_split: bool = False, yolo_classes: Sequence[str] = ()) -> ReadResult:
+def _safe_extent(path: str):
+    """``mask_extent`` or the error message (for the process pool)."""
+    try:
+        return mask_extent(path)
+    except (OSError, ValueError, SyntaxError) as exc:
+        return str(exc)
+
+
+def mask_extents(paths: list[str], *, workers: int = 1) -> list:
+    """``_safe_extent`` of every path, in order; a process pool when ``workers > 1``."""
+    if workers <= 1 or len(paths) < 64:
+        return [_safe_extent(p) for p in paths]
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(_safe_extent, paths, chunksize=max(8, len(paths) // (workers * 16))))
+
+
+def read(listing: SourceListing, *, official_split: bool = False, yolo_classes: Sequence[str] = (),
+         workers: int = 1) -> ReadResult:
     """One object per non-empty mask, paired with its image by folder and stem."""
     candidates = listing.images()
-    masks = [r for r in candidates if _is_mask(r)]
     result = ReadResult(images=[r for r in candidates if not _is_mask(r)])
     index = stem_index(result.images)
-    for rel in masks:
-        shown = listing.display(rel)
+    pairs = []
+    for rel in (r for r in candidates if _is_mask(r)):
         image, others = find_image(rel, index, ann_dirs=MASK_DIRS, image_dirs=IMAGE_DIRS)
         if image is None:
-            result.problems.append(Problem(shown, "annotation_without_image", "mask has no matching image"))
+            result.problems.append(Problem(listing.display(rel), "annotation_without_image", "mask has no matching image"))
             continue
         result.claimed.add(image)
         if others:
-            result.problems.append(Problem(shown, "ambiguous_image", f"several images match this mask; using {image}, "
-                                           f"ignoring {', '.join(others)}"))
-        try:
-            box, size = mask_extent(listing.root / rel)
-        except (OSError, ValueError, SyntaxError) as exc:
-            result.problems.append(Problem(shown, "corrupt_annotation", f"mask cannot be read ({exc})"))
-            continue
-        if box is None:
-            result.problems.append(Problem(shown, "empty_mask", f"mask has no foreground pixels (image {image})"))
-            continue
-        result.objects.append(RawObject(image=image, label=mask_label(rel), box=box, annotation=rel, size=size))
+            result.problems.append(Problem(listing.display(rel), "ambiguous_image", f"several images match this mask; "
+                                           f"using {image}, ignoring {', '.join(others)}"))
+        pairs.append((rel, image))
+    extents = mask_extents([str(listing.root / rel) for rel, _ in pairs], workers=workers)
+    for (rel, image), extent in zip(pairs, extents):
+        if isinstance(extent, str):
+            result.problems.append(Problem(listing.display(rel), "corrupt_annotation", f"mask cannot be read ({extent})"))
+        elif extent[0] is None:
+            result.problems.append(Problem(listing.display(rel), "empty_mask", f"mask has no foreground pixels (image {image})"))
+        else:
+            result.objects.append(RawObject(image=image, label=mask_label(rel), box=extent[0], annotation=rel,
+                                            size=extent[1]))
     return result
 
 

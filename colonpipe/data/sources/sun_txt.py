@@ -27,7 +27,8 @@ def parse_line(line: str) -> tuple[tuple[float, float, float, float], str]:
     return (x1, y1, x2, y2), fields[4]
 
 
-def read(listing: SourceListing, *, official_split: bool = False, yolo_classes: Sequence[str] = ()) -> ReadResult:
+def read(listing: SourceListing, *, official_split: bool = False, yolo_classes: Sequence[str] = (),
+         workers: int = 1) -> ReadResult:
     """Objects of every ``.txt`` file under the root."""
     result = ReadResult(images=listing.images())
     for rel, image, text in pair_text_files(listing, ANN_DIRS, IMAGE_DIRS, result):

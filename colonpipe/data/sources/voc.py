@@ -76,7 +76,8 @@ def _read_xml(listing: SourceListing, rel: str, lower, index, result: ReadResult
         result.objects.append(RawObject(image=image, label=label, box=box, annotation=rel))
 
 
-def read(listing: SourceListing, *, official_split: bool = False, yolo_classes: Sequence[str] = ()) -> ReadResult:
+def read(listing: SourceListing, *, official_split: bool = False, yolo_classes: Sequence[str] = (),
+         workers: int = 1) -> ReadResult:
     """Objects of every ``.xml`` file under the root."""
     result = ReadResult(images=listing.images())
     lower = {r.lower(): r for r in result.images}

@@ -32,7 +32,8 @@ def parse_line(line: str, classes: Sequence[str]) -> tuple[tuple[float, float, f
     return (cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2), classes[idx]
 
 
-def read(listing: SourceListing, *, official_split: bool = False, yolo_classes: Sequence[str] = ()) -> ReadResult:
+def read(listing: SourceListing, *, official_split: bool = False, yolo_classes: Sequence[str] = (),
+         workers: int = 1) -> ReadResult:
     """Objects of every label ``.txt`` file under the root."""
     result = ReadResult(images=listing.images())
     for rel, image, text in pair_text_files(listing, ANN_DIRS, IMAGE_DIRS, result, skip=frozenset({"classes.txt"})):
