@@ -13,6 +13,7 @@ import pytest
 
 from colonpipe.data.demo import DEMO_SOURCES, generate_demo, source_params
 from colonpipe.data.demo_render import LOOKS, render
+from colonpipe.data.images import load_rgb
 from colonpipe.data.ingest import ingest
 from colonpipe.params import DemoParams, IngestParams, load_params
 
@@ -84,8 +85,12 @@ def test_bad_inputs_cover_every_ingest_check(demo):
     escapes = {p["file"].rsplit("/", 2)[-2] + "/" + p["file"].rsplit("/", 1)[-1]
                for p in report["problems"] if p["kind"] == "path_escape"}
     assert escapes == {"polyp/zz_escape.jpg", "Annotations/zz_escape.xml"}  # symlink and '..'
-    repaired = sorted(p["file"].rsplit("/", 1)[-1] for p in report["problems"] if p["kind"] == "non_rgb_image")
-    assert repaired == ["zz_16bit.png", "zz_grey.png", "zz_palette.png", "zz_rgba.png"]
+    repaired = sorted(p["file"] for p in report["problems"] if p["kind"] == "non_rgb_image")
+    names = sorted(f.rsplit("/", 1)[-1] for f in repaired)
+    assert names == ["zz_16bit.png", "zz_grey.png", "zz_palette.png", "zz_rgba.png"]
+    for f in repaired:  # "repaired" holds: the model's loader turns each into 8-bit RGB
+        im = load_rgb(f)
+        assert im.mode == "RGB" and np.asarray(im).std() > 5
 
 
 def test_demo_properties(demo):
