@@ -31,7 +31,7 @@ from colonpipe.infer.task import resolve_runtime, task_paths
 from colonpipe.params import load_section
 from colonpipe.tracking.registry import alias_version
 from colonpipe.tracking.store import get_client
-from flows.mlflow_runs import close_run, open_run, publish_run_link, tracking_uri
+from flows.mlflow_runs import close_run, open_run, publish_run_link, retry_on_io, tracking_uri
 
 JSON_DIR = "data/coloninst/Json-file"
 IMAGE_ROOTS = "data/interim/image_roots.json"
@@ -39,7 +39,8 @@ TRAIN_JSON = "data/coloninst/Json-file/train/ColonINST-train-3tasks.json"  # bas
 MODEL_MARKERS = ("train_config.json", "config.json")  # what colonpipe.infer.load accepts
 
 
-@task(name="resolve-model-version", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)
+@task(name="resolve-model-version", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5,
+      retry_condition_fn=retry_on_io)
 def resolve_version(uri: str, name: str, alias: Optional[str], version: Optional[str]) -> dict[str, Any]:
     """``{"name", "version", "alias", "source", "run_id"}`` of ``name@alias`` or ``name`` v``version``."""
     client = get_client(uri)
@@ -60,7 +61,7 @@ def _model_folder(root: Path) -> Path:
     raise FileNotFoundError(f"{root}: no model folder ({' or '.join(MODEL_MARKERS)}) in the artifacts")
 
 
-@task(name="fetch-model", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=10)
+@task(name="fetch-model", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=10, retry_condition_fn=retry_on_io)
 def fetch_model(uri: str, source: str, dest: str) -> str:
     """Download the version's artifacts to ``dest`` once (a ``.complete`` marker); return the model folder."""
     import mlflow.artifacts
@@ -105,7 +106,7 @@ def score(repo: str, pred_dir: str, split: str, tasks: list[str], work_dir: str)
             "artifacts": [str(p) for p in result.metric_files + result.artifacts]}
 
 
-@task(name="log-evaluation", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)
+@task(name="log-evaluation", cache_policy=NO_CACHE)  # no retry: it would open a second run
 def log_against_version(uri: str, mv: dict[str, Any], split: str, scores: dict[str, Any],
                         experiment: Optional[str]) -> dict[str, str]:
     """An MLflow run linked to the version, and ``eval.*`` tags on the version itself."""
@@ -139,7 +140,7 @@ def _table(mv: dict[str, Any], split: str, metrics: dict[str, dict]) -> str:
 def evaluate_model(
     repo: str = ".",
     alias: Optional[str] = "champion",
-    version: Optional[str] = None,
+    version: Optional[int] = None,
     model_name: Optional[str] = None,
     split: str = "test",
     tasks: Optional[list[str]] = None,
@@ -162,7 +163,7 @@ def evaluate_model(
     uri = tracking_uri(repo)
     name = model_name or load_section("register", Path(repo) / "params.yaml").model_name
     wanted = tasks or [t for t in load_section("evaluate", Path(repo) / "params.yaml").tasks if t != "cap"]
-    mv = resolve_version(uri, name, alias, version)
+    mv = resolve_version(uri, name, alias, None if version is None else str(version))
     work = Path(work_dir or Path(repo) / "models" / "eval" / f"{name}-v{mv['version']}")
     model_dir = fetch_model(uri, mv["source"], str(work / "model"))
     pred_dir = work / "pred"

@@ -93,3 +93,20 @@ def publish_run_link(run: RunRef, *, key: str, title: str) -> None:
                   f"| experiment id | `{run.experiment_id}` |\n| tracking URI | `{run.tracking_uri}` |\n"
                   f"| link | [{run.url}]({run.url}) |\n"),
     )
+
+
+def retry_on_io(task, task_run, state) -> bool:
+    """Prefect ``retry_condition_fn``: retry only connection / I/O / store-busy errors."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        state.result(raise_on_failure=True)
+    except (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError):
+        return False  # a wrong path stays wrong
+    except (ConnectionError, TimeoutError, OSError):
+        return True
+    except MlflowException as exc:
+        return exc.error_code in ("TEMPORARILY_UNAVAILABLE", "REQUEST_LIMIT_EXCEEDED")
+    except BaseException:
+        return False
+    return False
