@@ -114,12 +114,11 @@ def test_sigkill_a_worker_then_rerun_equals_uninterrupted(tmp_path, data, tiny_m
         if victim.exists() and victim.read_bytes().count(b"\n") >= 2:
             break
         time.sleep(0.02)
-    workers = _children(proc.pid)
-    assert len(workers) == 2
-    shard1 = [w for w in workers if "shard-001" in Path(f"/proc/{w}/cmdline").read_text()]
+    shard1 = [w for w in _children(proc.pid) if "shard-001" in Path(f"/proc/{w}/cmdline").read_text()]
+    assert shard1, f"shard 1 worker not found; its journal holds {len(read_journals(job.journal_dir))} records"
     os.kill(shard1[0], signal.SIGKILL)
     _, err = proc.communicate(timeout=300)
-    assert proc.returncode != 0 and "worker 1 exited with -9" in err
+    assert proc.returncode != 0 and "worker 1 exited with -9" in err, err[-3000:]
     assert not job.out_path.exists()
     done_after_kill = read_journals(job.journal_dir)
     assert len([i for i in done_after_kill if i % 2 == 1]) < N // 2  # killed mid-run, not after
