@@ -120,3 +120,10 @@ def test_model_params_are_validated():
         parse_params({"model": {"tiny": {"projector_type": "ppc_14_7_1"}}})
     with pytest.raises(ParamsError, match="model: projector_type: 'mlp3' is not"):
         parse_params({"model": {"projector_type": "mlp3"}})
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="CPU-only behaviour")
+def test_default_attention_is_sdpa_on_cpu():
+    from colonpipe.model.presets import default_attn_implementation
+
+    assert default_attn_implementation(torch.bfloat16) == default_attn_implementation(None) == "sdpa"
