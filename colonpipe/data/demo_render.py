@@ -28,7 +28,7 @@ class Look:
 
 
 LOOKS: dict[str, Look] = {
-    "polyp": Look((125, 35, 85), "ellipse", "a raised, smooth, dark purplish-red lesion with a bright specular highlight"),
+    "polyp": Look((150, 40, 150), "ellipse", "a raised, smooth, purplish-red lesion with a bright specular highlight"),
     "ulcer": Look((245, 238, 190), "ring", "a pale yellow-white, fibrin-covered ring-shaped mucosal defect"),
     "erosion": Look((245, 150, 20), "triangle", "a shallow orange, angular superficial break of the mucosa"),
     "accessory tool": Look((150, 162, 178), "bar", "a straight grey metallic instrument crossing the field"),
@@ -67,7 +67,7 @@ def _background(rng: np.random.Generator, w: int, h: int) -> tuple[np.ndarray, n
         shade += np.sin(fx * np.pi * u + fy * np.pi * v + ph).astype(np.float32) / 3
     fold = np.exp(-(np.sin(rng.uniform(1, 3) * np.pi * u + rng.uniform(-1, 1) * v * 2 + rng.uniform(0, 6)) ** 2) * 12)
     r = np.sqrt(u**2 + v**2) / np.sqrt(2)
-    vignette = np.clip(1.0 - 0.75 * r**2.2, 0.2, 1.0)
+    vignette = np.clip(1.0 - 0.65 * r**2.2, 0.35, 1.0)
     img = base[None, None, :] * ((1 + 0.08 * shade - 0.18 * fold) * vignette)[..., None]
     return img.astype(np.float32), xx, yy
 

@@ -135,3 +135,32 @@ def test_params_yaml_reads_the_demo():
     params = load_params(REPO / "params.yaml")
     assert params["ingest"].sources == source_params("data/raw")
     assert params["ingest"].captions == "data/raw/captions.jsonl"
+
+
+def _iou(a, b) -> float:
+    ix = max(0, min(a[2], b[2]) - max(a[0], b[0]) + 1)
+    iy = max(0, min(a[3], b[3]) - max(a[1], b[1]) + 1)
+    area = lambda r: (r[2] - r[0] + 1) * (r[3] - r[1] + 1)  # noqa: E731
+    return ix * iy / (area(a) + area(b) - ix * iy)
+
+
+def test_manifest_boxes_sit_on_the_drawn_objects_in_every_format(demo):
+    """Pixels of the category's colour, found in the decoded image, span the manifest box."""
+    base, rows, _ = demo
+    by_image = defaultdict(list)
+    for r in rows:
+        by_image[r["image"]].append(r)
+    checked = Counter()
+    for image, rs in sorted(by_image.items()):
+        if len(rs) != 1 or rs[0]["box"] is None or "/zz_" in image:
+            continue
+        r = rs[0]
+        src, rel = image.split("/", 1)
+        pixels = np.asarray(load_rgb(base / "raw" / src / rel)).astype(np.float32)
+        near = np.abs(pixels - np.array(LOOKS[r["category"]].colour, np.float32)).max(axis=2) < 40
+        cols, lines = np.flatnonzero(near.sum(axis=0) >= 2), np.flatnonzero(near.sum(axis=1) >= 2)  # drop specks
+        found = (cols[0], lines[0], cols[-1], lines[-1])
+        assert _iou(found, r["box"]) > 0.8, (image, r["category"], found, r["box"])
+        checked[src] += 1
+    assert set(checked) == {s.name for s in DEMO_SOURCES if s.format != "class_folders"}
+
