@@ -29,7 +29,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from colonpipe.data.demo_render import LOOKS, SIZES, Sample, caption, render
+from colonpipe.data.demo_render import SIZES, Sample, caption, render
 from colonpipe.params import DemoParams, SourceParams
 
 logger = logging.getLogger(__name__)

@@ -103,6 +103,7 @@ def check_images(paths: Sequence[str], *, level: str = "markers", workers: int =
     if level not in LEVELS:
         raise ValueError(f"unknown image check level {level!r} (known: {', '.join(LEVELS)})")
     jobs = [(str(p), level) for p in paths]
+    logger.info("checking %d images (level %s, %d worker(s))", len(jobs), level, workers)
     bar = dict(total=len(jobs), desc=f"check images ({level})", unit="img", disable=not progress,
                mininterval=1.0)
     if workers <= 1 or len(jobs) < 64:
