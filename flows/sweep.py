@@ -158,6 +158,20 @@ def _summary_markdown(records: dict[str, dict], overrides: dict[str, list[str]],
     return head + "\n".join(rows) + "\n"
 
 
+def _publish_best(parent: RunRef, records: dict[str, dict], overrides: dict[str, list[str]], *,
+                  metric: Optional[str], mode: str, title: str) -> Optional[dx.ExpRecord]:
+    """Name the best experiment: Prefect summary table, MLflow parent tag + metric, the log."""
+    best = dx.best_experiment([dx.ExpRecord(**r) for r in records.values()], metric, mode=mode) if metric else None
+    create_markdown_artifact(_summary_markdown(records, overrides, metric, best.name if best else None),
+                             key="sweep-summary", description=title)
+    parent.logger().set_tags({"colonpipe.best_experiment": best.name if best else ""})
+    if best is not None:
+        value = dx.metric_value(best.metrics, metric)
+        parent.logger().log_metrics({f"best/{metric}": value})
+        get_run_logger().info("best experiment: %s (%s = %s)", best.name, metric, value)
+    return best
+
+
 @flow(name="colonpipe-sweep", log_prints=True)
 def sweep(
     repo: str = ".",
@@ -203,15 +217,7 @@ def sweep(
         states = run_queue(repo, list(overrides), jobs=jobs, timeout_s=timeout_s)
         records = collect(repo, list(overrides), states)
         reports = {n: report_experiment(n, records[n], overrides[n], parent, return_state=True) for n in records}
-        best = dx.best_experiment([dx.ExpRecord(**r) for r in records.values()], metric, mode=mode) if metric else None
-        summary = _summary_markdown(records, overrides, metric, best.name if best else None)
-        create_markdown_artifact(summary, key="sweep-summary", description=f"sweep {prefix}")
-        tags = {"colonpipe.best_experiment": best.name if best else ""}
-        parent.logger().set_tags(tags)
-        if best is not None:
-            parent.logger().log_metrics({f"best/{metric}": dx.metric_value(best.metrics, metric)})
-            get_run_logger().info("best experiment: %s (%s = %s)", best.name, metric,
-                                  dx.metric_value(best.metrics, metric))
+        best = _publish_best(parent, records, overrides, metric=metric, mode=mode, title=f"sweep {prefix}")
         failed = [n for n, st in reports.items() if st.is_failed()]
         if len(failed) == len(records):
             raise ExperimentFailed(f"sweep {prefix}: every experiment failed: "
