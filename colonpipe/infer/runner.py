@@ -204,7 +204,8 @@ def run_inference(job: InferJob) -> MergeSummary:
     try:
         procs = [_spawn(job, spec) for spec in _shard_specs(job)] if todo else []
         _wait(job, procs, len(records))
-        _log_results(job)
+        if procs:
+            _log_results(job)
     finally:
         for p in procs:  # on Ctrl-C or an error: stop the rest, their journals stay valid
             if p.poll() is None:

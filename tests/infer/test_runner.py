@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -124,3 +125,17 @@ def test_sigkill_a_worker_then_rerun_equals_uninterrupted(tmp_path, data, tiny_m
     assert len([i for i in done_after_kill if i % 2 == 1]) < N // 2  # killed mid-run, not after
     run_inference(job)  # rerun resumes
     assert job.out_path.read_bytes() == reference[2]
+
+
+def test_fingerprint_tracks_model_and_decoding_not_batching(tmp_path, data, tiny_model_dir):
+    model = shutil.copytree(tiny_model_dir, tmp_path / "model")
+    job = _job(tmp_path, data, model)
+    fp = job_fingerprint(job)
+    assert job_fingerprint(replace(job, batch_size=1, num_shards=5, limit=3)) == fp  # resume across these
+    assert job_fingerprint(replace(job, max_new_tokens=7)) != fp
+    assert job_fingerprint(replace(job, dtype="bfloat16")) != fp
+    (model / "trainer_state.json").write_text("{}")  # training-resume state: ignored
+    assert job_fingerprint(job) == fp
+    cfg = model / "generation_config.json"
+    cfg.write_text(cfg.read_text() + " ")  # any model file changing: start over
+    assert job_fingerprint(job) != fp
