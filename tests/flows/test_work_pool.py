@@ -69,32 +69,55 @@ def _ran(worker_log: str, flow_run_id: str) -> bool:
             and f"Aborted submission of flow run '{flow_run_id}'" not in worker_log)
 
 
-def test_two_shards_run_on_two_workers_and_merge_like_a_local_run(process_pool, tmp_path):
+@pytest.fixture(scope="module")
+def shard_inputs(tmp_path_factory):
+    """A tiny model, 12 records (one corrupt image) and an uninterrupted local run's output."""
     from colonpipe.infer.runner import InferJob, run_inference
     from colonpipe.model.presets import build_base
     from colonpipe.params import ModelParams
-    from flows.infer_shards import infer_sharded
     from tests.infer.conftest import make_dataset
 
-    pool, worker_logs = process_pool
-    model_dir = build_base(ModelParams(), corpus_files=[make_dataset(tmp_path / "corpus", 40)],
-                           out_dir=tmp_path / "model")
-    data = make_dataset(tmp_path / "data", 12, corrupt=(5,))
-    images = tmp_path / "data" / "images"
+    root = tmp_path_factory.mktemp("shards")
+    model_dir = build_base(ModelParams(), corpus_files=[make_dataset(root / "corpus", 40)], out_dir=root / "model")
+    data = make_dataset(root / "data", 12, corrupt=(5,))
+    images = root / "data" / "images"
     reference = run_inference(InferJob(input_path=data, image_root=images, model_dir=Path(model_dir),
-                                       out_path=tmp_path / "ref" / "test_pred_cls.json",
-                                       journal_dir=tmp_path / "ref" / ".shards", max_new_tokens=12,
+                                       out_path=root / "ref" / "test_pred_cls.json",
+                                       journal_dir=root / "ref" / ".shards", max_new_tokens=12,
                                        batch_size=4, num_shards=1, cpu_threads=1))
+    kwargs = dict(input_path=str(data), image_root=str(images), model_dir=str(model_dir), num_shards=2,
+                  max_new_tokens=12, batch_size=4, threads=1)
+    return kwargs, reference.path.read_bytes()
+
+
+def test_two_shards_run_on_two_workers_and_merge_like_a_local_run(process_pool, shard_inputs, tmp_path):
+    from flows.infer_shards import infer_sharded
+
+    pool, worker_logs = process_pool
+    kwargs, reference = shard_inputs
     name = deploy("flows/infer_shards.py:infer_shard", "shard-test", pool)
     out = tmp_path / "pool" / "test_pred_cls.json"
-    result = infer_sharded(input_path=str(data), image_root=str(images), model_dir=str(model_dir),
-                           out_path=str(out), num_shards=2, max_new_tokens=12, batch_size=4, threads=1,
-                           deployment=name, timeout_s=600)
+    result = infer_sharded(**kwargs, out_path=str(out), deployment=name, timeout_s=600)
     assert result["records"] == 12 and result["errors"] == 1  # the corrupt image is an error record
-    assert out.read_bytes() == reference.path.read_bytes()
+    assert out.read_bytes() == reference
     runs = {s["flow_run_id"] for s in result["shards"]}
     assert len(runs) == 2
     took = {w: sum(_ran(log.read_text(), r) for r in runs) for w, log in worker_logs.items()}
     assert sorted(took.values()) == [1, 1], f"each worker should run one shard: {took}"
-    records = json.loads(out.read_text())
-    assert [r["id"] for r in records] == [r["id"] for r in json.loads(data.read_text())]
+
+
+def test_shards_as_local_task_runs_resume_and_merge_the_same(prefect_api, shard_inputs, tmp_path):
+    from colonpipe.infer.journal import journal_path
+    from flows.infer_shards import infer_sharded
+
+    kwargs, reference = shard_inputs
+    out = tmp_path / "local" / "test_pred_cls.json"
+    first = infer_sharded(**kwargs, out_path=str(out))
+    assert out.read_bytes() == reference and [s["done"] + s["errors"] for s in first["shards"]] == [6, 6]
+    journal = journal_path(out.parent / f".shards-{out.stem}", 1, 2)
+    lines = journal.read_text().splitlines(keepends=True)
+    journal.write_text("".join(lines[:2]))  # shard 1 "died" after a couple of batches
+    out.unlink()
+    again = infer_sharded(**kwargs, out_path=str(out))
+    assert out.read_bytes() == reference
+    assert again["shards"][0]["done"] == 0 and 0 < again["shards"][1]["done"] < 6
