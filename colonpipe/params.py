@@ -111,7 +111,7 @@ class InstructParams:
 class InferParams:
     """Batched, sharded, resumable generation over val/test (stage ``infer``)."""
 
-    batch_size: int = 16  # sequences per generate call; larger = faster until memory runs out
+    batch_size: int = 32  # sequences per generate call; larger = faster until memory runs out
     num_shards: int = 0  # worker processes; 0 = auto (one per visible GPU, else min(2, cores) on CPU)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"  # auto: bf16 GPU, fp32 CPU

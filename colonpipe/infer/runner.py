@@ -115,6 +115,7 @@ def _shard_specs(job: InferJob) -> list[ShardSpec]:
             batch_size=job.batch_size, max_new_tokens=job.max_new_tokens, device=job.device,
             dtype=job.dtype, attn_implementation=job.attn_implementation, limit=job.limit,
             threads=threads, min_new_tokens=job.min_new_tokens, progress=False,
+            io_workers=1 if job.device == "cpu" else 8,  # CPU: leave the cores to the model
         )
         for s in range(job.num_shards)
     ]
