@@ -50,7 +50,7 @@ class InferJob:
     out_path: Path
     journal_dir: Path
     max_new_tokens: int
-    batch_size: int = 16
+    batch_size: int = 32
     num_shards: int = 1
     device: str = "cpu"  # resolved: "cpu" or "cuda"
     dtype: str = "float32"  # resolved torch dtype name
