@@ -70,9 +70,10 @@ def open_run(
     return RunRef(run.info.run_id, exp_id, uri, run_url(uri, exp_id, run.info.run_id))
 
 
-def close_run(run: RunRef, *, ok: bool) -> None:
-    """Mark ``run`` FINISHED or FAILED."""
-    get_client(run.tracking_uri).set_terminated(run.run_id, "FINISHED" if ok else "FAILED")
+def close_run(run: RunRef, *, ok: bool, killed: bool = False) -> None:
+    """Mark ``run`` FINISHED, FAILED or (cancelled / interrupted) KILLED."""
+    status = "FINISHED" if ok else "KILLED" if killed else "FAILED"
+    get_client(run.tracking_uri).set_terminated(run.run_id, status)
 
 
 def parent_env(run: RunRef) -> dict[str, str]:

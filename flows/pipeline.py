@@ -108,22 +108,22 @@ def pipeline(
         apply_params(repo, overrides)
     stages = list_stages(repo, targets or None)
     parent = open_run(tracking_uri(repo), run_name=_run_name(), experiment=experiment,
-                             tags={"colonpipe.kind": "pipeline", "prefect.flow_run_id": str(current_flow_run.id),
-                                   "colonpipe.targets": ",".join(targets or []) or "all",
-                                   "colonpipe.overrides": " ".join(overrides)})
+                      tags={"colonpipe.kind": "pipeline", "prefect.flow_run_id": str(current_flow_run.id),
+                            "colonpipe.targets": ",".join(targets or []) or "all",
+                            "colonpipe.overrides": " ".join(overrides)})
     publish_run_link(parent, key="mlflow-parent-run", title="MLflow parent run of this pipeline execution")
     env = parent_env(parent) | ({"MLFLOW_EXPERIMENT_NAME": experiment} if experiment else {})
     results: list[dict[str, Any]] = []
-    ok = False
     try:
         for stage in stages:  # in the flow's thread: cancellation reaches the running stage
             results.append(run_stage(stage, repo, force=force, env=env))
         if exp_name:
             save_experiment(repo, exp_name)
-        ok = True
-    finally:
+    except BaseException as exc:  # Prefect's cancellation arrives as a BaseException
         dvc_cli.kill_all_live()
-        close_run(parent, ok=ok)
+        close_run(parent, ok=False, killed=not isinstance(exc, Exception))
+        raise
+    close_run(parent, ok=True)
     return results
 
 

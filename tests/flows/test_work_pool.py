@@ -61,6 +61,11 @@ def test_cancelling_a_pipeline_run_stops_its_stage_processes(process_pool, tmp_p
     assert final.is_cancelled(), final
     _wait_for(lambda: not any(_alive(p) for p in pids), 30, f"stage processes {pids} to exit")
     assert not (repo / "done.txt").exists()
+    from colonpipe.tracking.store import get_client as mlflow_client
+
+    store = mlflow_client(f"sqlite:///{repo}/mlruns/mlflow.db")
+    parent = store.search_runs([store.get_experiment_by_name("colonpipe").experiment_id])[0]
+    assert parent.data.tags["colonpipe.kind"] == "pipeline" and parent.info.status == "KILLED"
 
 
 def _ran(worker_log: str, flow_run_id: str) -> bool:
