@@ -17,6 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "check-data": ("colonpipe.data.check:main", "check a ColonINST JSON folder against its images"),
     "rollback": ("colonpipe.tracking.commands:rollback_main", "move the registry's champion alias back to previous"),
     "registry": ("colonpipe.tracking.commands:registry_main", "show the registered model's aliases and versions"),
+    "summary": ("colonpipe.summary:main", "print the last run's metrics and registry decision"),
 }
 
 
