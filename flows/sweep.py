@@ -165,6 +165,11 @@ def _publish_best(parent: RunRef, records: dict[str, dict], overrides: dict[str,
     create_markdown_artifact(_summary_markdown(records, overrides, metric, best.name if best else None),
                              key="sweep-summary", description=title)
     parent.logger().set_tags({"colonpipe.best_experiment": best.name if best else ""})
+    if best is None and metric and any(r["status"] == "success" for r in records.values()):
+        get_run_logger().warning(
+            "no successful experiment has metric %r in `dvc exp show`; a metrics file declared "
+            "`cache: false` inside a git-ignored folder is invisible to DVC experiments: cache it "
+            "(drop `cache: false`) or let git track it", metric)
     if best is not None:
         value = dx.metric_value(best.metrics, metric)
         parent.logger().log_metrics({f"best/{metric}": value})
