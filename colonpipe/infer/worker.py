@@ -65,6 +65,7 @@ class ShardResult:
     done: int  # predicted now
     errors: int  # error entries written now
     seconds: float = 0.0  # generation loop wall time (after the model is loaded)
+    cpu_seconds: float = 0.0  # CPU time of this process (all threads) over the same loop
 
 
 def _parse_all(
@@ -109,8 +110,11 @@ def _prefetch(resolver: ImageResolver, processor: Any, batches: list, workers: i
 
 def _predict(
     spec: ShardSpec, journal: JournalWriter, records: list[Any], pending: list[int]
-) -> tuple[int, int, float]:
-    """Generate ``pending`` positions batch by batch, journaling each; returns (done, errors, seconds)."""
+) -> tuple[int, int, float, float]:
+    """Generate ``pending`` positions batch by batch, journaling each.
+
+    Returns (done, errors, wall seconds, CPU seconds) of the loop after the model load.
+    """
     import torch
 
     from colonpipe.infer.generate import generate_batch, length_buckets
@@ -124,7 +128,7 @@ def _predict(
     journal.append(bad)
     batches = [[items[i] for i in b] for b in length_buckets([len(p) for _, _, p in items], spec.batch_size)]
     resolver = ImageResolver.from_path(spec.image_root)
-    done, errors, start = 0, len(bad), time.perf_counter()
+    done, errors, start, cpu_start = 0, len(bad), time.perf_counter(), time.process_time()
     bar = tqdm(total=len(items), desc=f"shard {spec.shard}", disable=not spec.progress)
     for ok, failed in _prefetch(resolver, processor, batches, spec.io_workers):
         answers = generate_batch(
@@ -135,7 +139,7 @@ def _predict(
         done, errors = done + len(ok), errors + len(failed)
         bar.update(len(ok) + len(failed))
     bar.close()
-    return done, errors, time.perf_counter() - start
+    return done, errors, time.perf_counter() - start, time.process_time() - cpu_start
 
 
 def run_shard(spec: ShardSpec) -> ShardResult:
@@ -147,10 +151,10 @@ def run_shard(spec: ShardSpec) -> ShardResult:
         pending = [p for p in shard_positions(len(records), spec.num_shards, spec.shard) if p not in done_before]
         logger.info("shard %d/%d: %d records, %d already done",
                     spec.shard, spec.num_shards, total, total - len(pending))
-        done, errors, seconds = _predict(spec, journal, records, pending) if pending else (0, 0, 0.0)
+        done, errors, seconds, cpu = _predict(spec, journal, records, pending) if pending else (0, 0, 0.0, 0.0)
     logger.info("shard %d/%d finished: %d predicted, %d errors in %.1f s",
                 spec.shard, spec.num_shards, done, errors, seconds)
-    return ShardResult(spec.shard, total, total - len(pending), done, errors, seconds)
+    return ShardResult(spec.shard, total, total - len(pending), done, errors, seconds, cpu)
 
 
 def main(argv: list[str] | None = None) -> int:
