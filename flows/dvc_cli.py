@@ -105,15 +105,20 @@ def is_transient(output: str) -> bool:
 
 
 def error_message(output: str, *, limit: int = 6) -> str:
-    """The command's own error: the stage's last words (from its final exception line on,
-    else its last ``limit`` lines), then dvc's ``ERROR:`` lines."""
+    """The command's own error, then dvc's ``ERROR:`` lines. The stage's words are its final
+    exception (``SomeError: ...`` and what follows), else its ERROR/CRITICAL log lines, else
+    its last ``limit`` lines."""
     lines = [ln.rstrip() for ln in output.splitlines() if ln.strip()]
     dvc_errors = list(dict.fromkeys(ln for ln in lines if ln.startswith("ERROR")))
     starts = [i for i, ln in enumerate(lines) if ln.startswith("> ")]  # dvc echoes "> <cmd>"
     body = [ln for ln in lines[(starts[-1] + 1 if starts else 0):] if not ln.startswith("ERROR")]
     exc_re = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt)\b")
     hits = [i for i, ln in enumerate(body) if exc_re.match(ln)]
-    stage_words = body[hits[-1]:][:limit] if hits else body[-limit:]
+    logged = [ln for ln in body if re.search(r"\b(ERROR|CRITICAL)\b", ln)]  # logging's level names
+    if hits:
+        stage_words = body[hits[-1]:][:limit]
+    else:
+        stage_words = logged[-limit:] if logged else body[-limit:]
     return "\n".join(stage_words + dvc_errors) or "(no output)"
 
 

@@ -120,3 +120,12 @@ def test_queue_status_and_exp_show_parsing():
     assert dx.metric_value(recs["sw-1"].metrics, "score") == 6.0
     assert dx.best_experiment(recs.values(), "m.json:score").name == "sw-1"
     assert dx.best_experiment(recs.values(), "absent") is None
+
+
+def test_error_message_prefers_logged_errors_over_the_log_tail():
+    out = ("> python stages/evaluate.py\n2026 INFO score: baselines from 48 records\n"
+           "2026 ERROR stages.evaluate: pred.json: 4 records but its source has 22\n"
+           "ERROR: failed to reproduce 'evaluate': exited with 1\n")
+    assert dvc_cli.error_message(out).splitlines() == [
+        "2026 ERROR stages.evaluate: pred.json: 4 records but its source has 22",
+        "ERROR: failed to reproduce 'evaluate': exited with 1"]
