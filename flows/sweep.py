@@ -132,8 +132,8 @@ def report_experiment(name: str, record: dict, overrides: list[str], sweep_run: 
     else:  # adopt the experiment's own pipeline run (parent of its stage runs) under the sweep
         child = RunRef(child_id, sweep_run.experiment_id, sweep_run.tracking_uri, "")
     mlog = child.logger()
-    mlog.set_tags({"mlflow.parentRunId": sweep_run.run_id, "colonpipe.sweep_overrides": " ".join(overrides),
-                   "colonpipe.dvc_exp_rev": record["rev"] or "", "colonpipe.sweep_status": record["status"],
+    mlog.set_tags({"mlflow.parentRunId": sweep_run.run_id, "mlflow.runName": name,
+                   "colonpipe.sweep_overrides": " ".join(overrides), "colonpipe.dvc_exp_rev": record["rev"] or "", "colonpipe.sweep_status": record["status"],
                    **({"colonpipe.error": record["error"]} if record["error"] else {})})
     mlog.log_params(record["params"])
     mlog.log_metrics(record["metrics"])
