@@ -1,8 +1,9 @@
 """Shared helpers for the end-to-end tests: a committed copy of this checkout and a DVC runner.
 
 - ``copy_repo(dst, overrides)``: tracked + untracked-not-ignored files of this checkout (so
-  work in progress is tested; no data/, models/, mlruns/ or .venv), params overrides written
-  into the *copy's* params.yaml, then ``git init`` + one commit: the state of a fresh clone.
+  work in progress is tested), minus pipeline products (data/, models/, metrics/, plots/,
+  mlruns/, dvc.lock, registry.json); params overrides go into the *copy's* params.yaml;
+  then ``git init`` + one commit: the state of a fresh clone.
 - ``run_dvc(repo, *args)``: the venv's ``dvc`` in ``repo`` with an offline, single-threaded
   environment whose MLflow store is the copy's own ``mlruns/mlflow.db``; returns stdout+stderr.
 - ``ran_stages(log)`` / ``skipped_stages(log)``: stage names from a ``dvc repro`` log.
@@ -25,6 +26,10 @@ BIN = Path(sys.executable).parent  # the venv running pytest (its dvc, python, c
 # Env vars of an enclosing run that would hijack the copy's MLflow lineage.
 _HIJACK = ("COLONPIPE_PARENT_RUN_ID", "MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_EXPERIMENT_ID",
            "DVC_EXP_NAME", "DVC_ROOT", "DVC_STAGE")
+
+# What `dvc repro` produces: never copied, even when visible to git (dvc exp show needs that).
+_PRODUCT_DIRS = {"data", "models", "metrics", "plots", "mlruns", "dvc_plots"}
+_PRODUCT_FILES = {"dvc.lock", "registry.json"}
 
 
 def e2e_env(repo: Path) -> dict[str, str]:
@@ -59,13 +64,18 @@ def git(repo: Path, *args: str) -> str:
     return proc.stdout
 
 
+def _is_product(rel: str) -> bool:
+    """A file a pipeline run writes (git shows the small uncached ones): a fresh copy starts without."""
+    return rel in _PRODUCT_FILES or (rel.split("/", 1)[0] in _PRODUCT_DIRS and rel != "mlruns/.gitkeep")
+
+
 def copy_repo(dst: Path, overrides: Mapping[str, Any] | None = None) -> Path:
     """A committed copy of this checkout in ``dst`` with ``overrides`` applied (see module doc)."""
     files = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
                            cwd=REPO, capture_output=True, check=True).stdout.decode().split("\0")
     for rel in filter(None, files):
         src = REPO / rel
-        if src.is_file():
+        if src.is_file() and not _is_product(rel):
             (dst / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dst / rel)
     if overrides:
