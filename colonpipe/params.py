@@ -277,6 +277,7 @@ class TrainParams:
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
     max_length: int = 2048
+    loss_reduction: Literal["token", "sample"] = "token"  # mean over answer tokens, or per dialogue first
     save_steps: int = 3000
     keep_checkpoints: int = 2  # newest step-N/ dirs kept for resume
     seed: int = 0
@@ -291,6 +292,7 @@ class TrainParams:
     max_steps: Optional[int] = None  # stop after this many optimizer steps (tests, smoke runs)
     max_records: Optional[int] = None  # seeded subsample of the training records
     num_workers: int = 0  # DataLoader worker processes
+    cpu_threads: int = 0  # CPU runs: torch threads per process; 0 = torch's default (all cores)
 
     def validate(self) -> list[str]:
         problems = []
@@ -298,6 +300,8 @@ class TrainParams:
                      "max_length", "keep_checkpoints"):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.cpu_threads < 0 or self.num_workers < 0:
+            problems.append("cpu_threads and num_workers must be >= 0")
         if not 0.0 <= self.warmup_ratio < 1.0:
             problems.append(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
         if self.lr <= 0 or self.projector_lr <= 0:
@@ -346,9 +350,9 @@ SECTIONS: dict[str, type] = {
     "demo": DemoParams,
     "ingest": IngestParams,
     "instruct": InstructParams,
+    "model": ModelParams,
     "align": TrainParams,
     "finetune": TrainParams,
-    "model": ModelParams,
     "infer": InferParams,
     "evaluate": EvaluateParams,
     "register": RegisterParams,

@@ -5,6 +5,8 @@ One loop serves both stages and every back-end: ``align`` (projector only, on CA
 or many processes (see :mod:`colonpipe.train.engine` and :mod:`colonpipe.train.launch`).
 
 - Parameter groups: the projector trains at ``projector_lr``, everything else at ``lr``.
+- Loss: next-token cross-entropy on answer + EOS tokens, averaged per token or per dialogue
+  (``loss_reduction``, see :mod:`colonpipe.train.loss`).
 - Schedule: linear warmup over ``ceil(warmup_ratio * total_steps)`` steps, then cosine to 0.
 - Precision: ``auto`` is bf16 (+tf32 matmuls) on GPU, fp32 on CPU.
 - One optimizer step = ``grad_accum`` micro batches per process; an epoch is
@@ -40,6 +42,7 @@ from colonpipe.train.collator import TrainingCollator
 from colonpipe.train.dataset import load_dataset, token_count
 from colonpipe.train.engine import build_engine
 from colonpipe.train.launch import dist_info
+from colonpipe.train.loss import causal_lm_loss
 from colonpipe.train.parts import base_of, configure_parts
 from colonpipe.train.report import write_reports
 
@@ -76,7 +79,7 @@ def fingerprint(p: TrainParams, paths: TrainPaths, *, world_size: int, total_ste
     """Hash of everything a resumed run must share with its checkpoint: the hyperparameters
     (not the save cadence or worker count), world size, inputs and the schedule length."""
     knobs = dataclasses.asdict(p)
-    for volatile in ("save_steps", "keep_checkpoints", "num_workers", "hostfile", "max_steps", "epochs"):
+    for volatile in ("save_steps", "keep_checkpoints", "num_workers", "cpu_threads", "hostfile", "max_steps", "epochs"):
         knobs.pop(volatile)  # they matter only through total_steps
     knobs.update(world_size=world_size, total_steps=total_steps, base=str(paths.base), data=str(paths.data))
     return hashlib.sha256(json.dumps(knobs, sort_keys=True, default=str).encode()).hexdigest()[:16]
@@ -100,6 +103,8 @@ class TrainRecipe:
         cuda = torch.cuda.is_available()
         self.device = torch.device("cuda", self.info.local_rank) if cuda else torch.device("cpu")
         self.bf16 = p.precision == "bf16" or (p.precision == "auto" and cuda)
+        if not cuda and p.cpu_threads > 0:
+            torch.set_num_threads(p.cpu_threads)
         if cuda:
             torch.cuda.set_device(self.device)
             torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
@@ -239,7 +244,8 @@ class TrainRecipe:
             for batch in micro:
                 samples, tokens = samples + batch["input_ids"].shape[0], tokens + token_count(batch)
                 batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
-                loss = engine(**batch).loss
+                labels = batch.pop("labels")
+                loss = causal_lm_loss(engine(**batch).logits, labels, reduction=p.loss_reduction)
                 engine.backward(loss)
                 engine.step()
                 loss_sum += float(loss.detach())
