@@ -213,15 +213,22 @@ def test_inference_only_change_reruns_only_its_downstream_stages(changed):
     assert "Data and pipelines are up to date" in run_dvc(repo, "status")
 
 
-def test_rerun_is_a_second_parent_run_and_a_second_model_version(changed):
+def test_rerun_registers_a_second_version_and_keeps_the_champion(changed):
     repo, _, _ = changed
-    runs = _pipeline_runs(repo)
-    assert len(runs) == 2, [p.info.run_name for p, _ in runs]
-    assert sorted(runs[1][1]) == ["evaluate", "infer@cap", "register"]
     decisions = json.loads((repo / "registry.json").read_text())["decisions"]
     assert len(decisions) == 2, decisions
     # CLS predictions did not change, so the primary metric ties: a tie keeps the champion.
     assert decisions[1]["candidate_version"] == "2" and decisions[1]["promoted"] is False, decisions[1]
+    assert decisions[1]["champion_after"] == "1", decisions[1]
     client = _client(repo)
     assert str(client.get_model_version_by_alias("colongpt", "champion").version) == "1"
     assert {str(v.version) for v in client.search_model_versions("name='colongpt'")} == {"1", "2"}
+
+
+def test_rerun_is_a_second_parent_run_with_the_rerun_stages_as_children(changed):
+    repo, _, _ = changed
+    runs = _pipeline_runs(repo)
+    assert len(runs) == 2, [p.info.run_name for p, _ in runs]
+    parent, children = runs[1]
+    assert parent.info.status == "FINISHED"
+    assert sorted(children) == ["evaluate", "infer@cap", "register"]
