@@ -14,7 +14,9 @@ import sys
 from pathlib import Path
 
 from colonpipe.model import build_base
-from colonpipe.params import ParamsError, load_section
+from colonpipe.params import ParamsError, flatten, load_section
+from colonpipe.tracking import stage_run
+from colonpipe.tracking.summaries import saved_parameter_count
 
 logger = logging.getLogger("stages.base")
 
@@ -31,7 +33,9 @@ def main(argv: list[str] | None = None) -> int:
         corpus = sorted(args.corpus.glob("*.json")) if args.corpus.is_dir() else []
         if params.preset == "tiny" and not corpus:
             raise ValueError(f"{args.corpus}: no instruction *.json files to train the tiny tokenizer on")
-        out = build_base(params, corpus_files=corpus, out_dir=args.out)
+        with stage_run("base", params=flatten(params, "model"), inputs=[args.corpus]) as log:
+            out = build_base(params, corpus_files=corpus, out_dir=args.out)
+            log.log_metrics({"model.parameters": saved_parameter_count(out)})
     except (ParamsError, ValueError, OSError) as exc:
         logger.error("%s", exc)
         return 1

@@ -14,7 +14,8 @@ import sys
 from pathlib import Path
 
 from colonpipe.data.demo import generate_demo
-from colonpipe.params import ParamsError, load_section
+from colonpipe.params import ParamsError, flatten, load_section
+from colonpipe.tracking import stage_run
 
 logger = logging.getLogger("stages.demo")
 
@@ -27,7 +28,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         params = load_section("demo", args.params)
-        summary = generate_demo(args.out, params)
+        with stage_run("demo", params=flatten(params, "demo")) as log:
+            summary = generate_demo(args.out, params)
+            log.log_metrics({**{f"demo.images.{k}": n for k, n in summary.images.items()},
+                             "demo.images_total": sum(summary.images.values()),
+                             "demo.captions": summary.captions, "demo.bad_inputs": summary.bad_inputs})
     except (ParamsError, OSError) as exc:
         logger.error("%s", exc)
         return 1

@@ -14,7 +14,9 @@ from pathlib import Path
 
 from colonpipe.evaluate.score import PredictionFileError
 from colonpipe.evaluate.suite import evaluate_splits
-from colonpipe.params import ParamsError, load_section
+from colonpipe.params import ParamsError, flatten, load_section
+from colonpipe.tracking import stage_run
+from colonpipe.tracking.summaries import log_files
 
 logger = logging.getLogger("stages.evaluate")
 
@@ -32,17 +34,19 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         params = load_section("evaluate", args.params)
-        result = evaluate_splits(
-            args.pred_dir,
-            metrics_dir=args.metrics_dir,
-            plots_dir=args.plots_dir,
-            splits=params.splits,
-            tasks=params.tasks,
-            cap_pred_dir=args.cap_pred_dir,
-            source_dir=args.source_dir,
-            train_json=args.train_json,
-            iou_bins=params.iou_bins,
-        )
+        cap_dir = args.cap_pred_dir or args.pred_dir
+        preds = [(cap_dir if t == "cap" else args.pred_dir) / f"{s}_pred_{t}.json"
+                 for s in params.splits for t in params.tasks]
+        inputs = [p for p in (*preds, args.train_json, args.source_dir) if p and p.exists()]
+        with stage_run("evaluate", params=flatten(params, "evaluate"), inputs=inputs) as log:
+            result = evaluate_splits(
+                args.pred_dir, metrics_dir=args.metrics_dir, plots_dir=args.plots_dir,
+                splits=params.splits, tasks=params.tasks, cap_pred_dir=args.cap_pred_dir,
+                source_dir=args.source_dir, train_json=args.train_json, iou_bins=params.iou_bins,
+            )
+            log.log_metrics(result.flat())
+            log_files(log, result.metric_files, "metrics")
+            log_files(log, result.artifacts, "plots", root=args.plots_dir)
     except (ParamsError, PredictionFileError) as exc:
         logger.error("%s", exc)
         return 1

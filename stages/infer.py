@@ -11,12 +11,15 @@ Sharded over GPUs (or CPU processes) and resumable: journals live in
 from __future__ import annotations
 
 import argparse
+import time
 import logging
 import sys
 from pathlib import Path
 
-from colonpipe.infer.task import infer_task
-from colonpipe.params import TASKS, ParamsError, load_section
+from colonpipe.infer.task import infer_task, task_paths
+from colonpipe.params import TASKS, ParamsError, flatten, load_section
+from colonpipe.tracking import stage_run
+from colonpipe.tracking.summaries import infer_metrics, log_files
 
 logger = logging.getLogger("stages.infer")
 
@@ -34,8 +37,16 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         params = load_section("infer", args.params)
-        summaries = infer_task(args.task, model_dir=args.model_dir, data_dir=args.data_dir,
-                               image_root=args.image_root, out_dir=args.out_dir, params=params)
+        paths = [task_paths(args.task, s, data_dir=args.data_dir, out_dir=args.out_dir) for s in params.splits]
+        inputs = [args.model_dir, *(p[0] for p in paths), args.image_root, "data/raw"]
+        with stage_run(f"infer@{args.task}", params=flatten(params, "infer"), inputs=inputs) as log:
+            start = time.time()
+            summaries = infer_task(args.task, model_dir=args.model_dir, data_dir=args.data_dir,
+                                   image_root=args.image_root, out_dir=args.out_dir, params=params)
+            log.log_metrics({**infer_metrics(args.task, summaries, splits=params.splits,
+                                             journal_dirs=[p[2] for p in paths], since=start),
+                             f"{args.task}.wall_seconds": time.time() - start})
+            log_files(log, [s.path for s in summaries], "predictions")
     except (ParamsError, FileNotFoundError, ValueError, RuntimeError) as exc:
         logger.error("%s", exc)
         return 1

@@ -10,12 +10,15 @@ A missing source folder or a malformed params entry stops with one message and e
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from pathlib import Path
 
 from colonpipe.data.ingest import IngestError, ingest
-from colonpipe.params import ParamsError, load_section
+from colonpipe.params import ParamsError, flatten, load_section
+from colonpipe.tracking import stage_run
+from colonpipe.tracking.summaries import numeric_leaves
 
 logger = logging.getLogger("stages.ingest")
 
@@ -28,7 +31,13 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         params = load_section("ingest", args.params)
-        summary = ingest(params, args.out_dir, params_file=str(args.params))
+        with stage_run("ingest", params=flatten(params, "ingest"), inputs=["data/raw"]) as log:
+            summary = ingest(params, args.out_dir, params_file=str(args.params))
+            report = json.loads(summary.report.read_text())
+            log.log_metrics({"ingest.images": summary.images, "ingest.rows": summary.rows,
+                             "ingest.skipped": summary.skipped, "ingest.repaired": summary.repaired,
+                             **numeric_leaves(report.get("totals", {}), "ingest")})
+            log.log_artifact(summary.report)
     except (ParamsError, IngestError) as exc:
         logger.error("%s", exc)
         return 1

@@ -11,7 +11,9 @@ import sys
 from pathlib import Path
 
 from colonpipe.data.instruct import InstructError, build_instruct
-from colonpipe.params import ParamsError, load_section
+from colonpipe.params import ParamsError, flatten, load_section
+from colonpipe.tracking import stage_run
+from colonpipe.tracking.summaries import numeric_leaves
 
 logger = logging.getLogger("stages.instruct")
 
@@ -25,7 +27,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         params = load_section("instruct", args.params)
-        stats = build_instruct(args.manifest, args.out_dir, params)
+        with stage_run("instruct", params=flatten(params, "instruct"), inputs=[args.manifest]) as log:
+            stats = build_instruct(args.manifest, args.out_dir, params)
+            # per-dataset/category/file breakdowns stay in the stats.json artifact
+            log.log_metrics(numeric_leaves(stats, "instruct", skip=("datasets", "categories", "files")))
+            log.log_artifact(args.out_dir / "stats.json")
     except (ParamsError, InstructError) as exc:
         logger.error("%s", exc)
         return 1

@@ -3,9 +3,10 @@
     python stages/register.py --metrics metrics/test.json --metrics-val metrics/val.json \\
         --model-dir models/finetune/final --out registry.json
 
-Logs the metrics and the model directory to this stage's MLflow run, registers a new
-version of params ``register.model_name``, applies the promotion rule and appends the
-decision to ``--out`` (which DVC must keep: ``persist: true``).
+Logs the metrics and the model (as the servable MLflow pyfunc, adapter merged into its base:
+``colonpipe.tracking.pyfunc``) to this stage's MLflow run, registers it as a new version of
+params ``register.model_name``, applies the promotion rule and appends the decision to
+``--out`` (which DVC must keep: ``persist: true``).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--metrics-val", type=Path, help="val metrics JSON (optional, prefix 'val.')")
     parser.add_argument("--model-dir", type=Path, required=True, help="the candidate model folder")
     parser.add_argument("--out", type=Path, default=Path("registry.json"), help="decision log")
-    parser.add_argument("--artifact-path", default="model", help="where the model goes in the run")
+    parser.add_argument("--artifact-path", default="model", help="name of the logged pyfunc model")
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -25,3 +25,18 @@ def _seeded():
     except ImportError:
         pass
     yield
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _throwaway_mlflow_store(tmp_path_factory):
+    """Stages log to MLflow: tests that run them (in process or as subprocesses) write to a
+    session store in the temp dir, never to the checkout's ``mlruns/``. Tests that need their
+    own store set ``MLFLOW_TRACKING_URI`` themselves (monkeypatch or a subprocess env)."""
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        yield
+        return
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp_path_factory.mktemp('mlruns')}/mlflow.db"
+    try:
+        yield
+    finally:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)

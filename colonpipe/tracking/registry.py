@@ -214,7 +214,8 @@ def rollback(client: "MlflowClient", name: str, *, registry_path: Path) -> Decis
 
 # --------------------------------------------------------------------------- the stage
 def log_model_dir(log: "MlflowLogger", model_dir: Path, *, artifact_path: str = "model") -> str:
-    """Copy ``model_dir`` into the run's artifacts at ``artifact_path``; return its URI."""
+    """Copy ``model_dir`` into the run's artifacts at ``artifact_path``; return its URI (a plain
+    folder, not servable; the register stage logs the pyfunc, see ``model_log``)."""
     log.log_artifact(model_dir, artifact_path)
     return f"{log.client.get_run(log.run_id).info.artifact_uri}/{artifact_path}"
 
@@ -241,14 +242,21 @@ def register_model(
     registry_path: Path,
     artifact_path: str = "model",
 ) -> Decision:
-    """The ``register`` stage: log metrics and model, register a version, decide, record."""
+    """The ``register`` stage: log metrics and the servable pyfunc model (named
+    ``artifact_path``), register it as a version (``models:/m-...``), decide, record."""
     metrics = load_metrics(metrics_paths)
     check_metrics(cfg, metrics, source=", ".join(map(str, metrics_paths)))
     if not Path(model_dir).is_dir():
         raise RegistryError(f"{model_dir}: model directory not found")
     log.log_metrics(metrics)
-    model_uri = log_model_dir(log, Path(model_dir), artifact_path=artifact_path)
-    version = register_candidate(log.client, cfg.model_name, model_uri, run_id=log.run_id, metrics=metrics)
+    from colonpipe.infer.load import ModelLoadError
+    from colonpipe.tracking.model_log import log_pyfunc_model
+
+    try:
+        info = log_pyfunc_model(log, Path(model_dir), name=artifact_path)
+    except ModelLoadError as exc:
+        raise RegistryError(str(exc)) from exc
+    version = register_candidate(log.client, cfg.model_name, info.model_uri, run_id=log.run_id, metrics=metrics)
     decision = promote(log.client, cfg, str(version.version), metrics,
                        registry_path=Path(registry_path), run_id=log.run_id)
     log_decision(log, decision)

@@ -60,3 +60,15 @@ def venv_env(tracking_env):
         return env
 
     return build
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A saved ``tiny`` ColonGPT (random weights) and, beside it, ``images/Synth/*.png``."""
+    from colonpipe.model.presets import build_base
+    from colonpipe.params import ModelParams
+    from tests.infer.conftest import make_dataset
+
+    root = tmp_path_factory.mktemp("tiny")
+    corpus = make_dataset(root, 16)
+    return build_base(ModelParams(), corpus_files=[corpus], out_dir=root / "model")

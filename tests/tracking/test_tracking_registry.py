@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -146,15 +147,15 @@ def test_racing_registers_leave_consistent_aliases(tracking_env, venv_env, cfg, 
         assert after["champion_before"] == before["champion_after"]
 
 
-def test_register_stage_logs_model_and_decision_to_its_run(tracking_env, git_repo, monkeypatch):
+def test_register_stage_logs_model_and_decision_to_its_run(tracking_env, git_repo, monkeypatch, tiny_model_dir):
     sys.path.insert(0, str(REPO / "stages"))
     monkeypatch.setattr(sys, "path", sys.path)
     import register as stage
 
     (git_repo / "params.yaml").write_text((REPO / "params.yaml").read_text())
     (git_repo / "metrics").mkdir()
-    (git_repo / "models" / "final").mkdir(parents=True)
-    (git_repo / "models" / "final" / "adapter.safetensors").write_bytes(b"w" * 10)
+    (git_repo / "models").mkdir()
+    shutil.copytree(tiny_model_dir, git_repo / "models" / "final")
     (git_repo / "metrics" / "val.json").write_text(json.dumps({"cls": {"accuracy": 0.4}}))
     argv = ["--metrics", "metrics/test.json", "--metrics-val", "metrics/val.json",
             "--model-dir", "models/final", "--out", "registry.json"]
@@ -175,10 +176,27 @@ def test_register_stage_logs_model_and_decision_to_its_run(tracking_env, git_rep
     assert run.data.metrics["test.cls.accuracy"] == 0.5 and run.data.metrics["val.cls.accuracy"] == 0.4
     assert run.data.params["register.primary_metric"] == "test.cls.accuracy"
     arts = {a.path for a in client.list_artifacts(run.info.run_id)}
-    assert {"model", "registry", "lineage"} <= arts
-    assert [a.path for a in client.list_artifacts(run.info.run_id, "model")] == ["model/adapter.safetensors"]
+    assert {"registry", "lineage"} <= arts
     mv = client.get_model_version(name, log[1]["candidate_version"])
-    assert mv.tags["source_run_id"] == run.info.run_id and mv.source.endswith("/artifacts/model")
+    assert mv.tags["source_run_id"] == run.info.run_id
+    assert mv.source.startswith("models:/m-")
+    logged = client.get_logged_model(mv.source[len("models:/"):])  # the servable pyfunc of this run
+    assert logged.source_run_id == run.info.run_id and logged.name == "model"
+
+
+def test_register_stage_refuses_a_folder_that_is_no_model(tracking_env, git_repo, monkeypatch):
+    sys.path.insert(0, str(REPO / "stages"))
+    monkeypatch.setattr(sys, "path", sys.path)
+    import register as stage
+
+    (git_repo / "params.yaml").write_text((REPO / "params.yaml").read_text())
+    (git_repo / "metrics").mkdir()
+    (git_repo / "models" / "final").mkdir(parents=True)
+    (git_repo / "models" / "final" / "adapter.safetensors").write_bytes(b"w" * 10)
+    metrics = {"cls": {"accuracy": 0.5}, "reg": {"accuracy": 0.9}, "rec": {"avg_iou": 0.4}}
+    (git_repo / "metrics" / "test.json").write_text(json.dumps(metrics))
+    assert stage.main(["--metrics", "metrics/test.json", "--model-dir", "models/final"]) == 1
+    assert not (git_repo / "registry.json").exists()  # nothing registered, nothing decided
 
 
 def test_rollback_and_registry_commands(tracking_env, cfg, tmp_path, monkeypatch, capsys):

@@ -1,0 +1,11 @@
+"""MLflow "models from code" file of the servable ColonGPT (see ``colonpipe.tracking.pyfunc``).
+
+``mlflow.pyfunc.log_model(python_model=<this file>)`` copies it into the logged model; loading
+the model runs it, and ``set_model`` hands MLflow the ``PythonModel`` (no pickle involved).
+"""
+
+import mlflow
+
+from colonpipe.tracking.pyfunc import ColonGPTPyfunc
+
+mlflow.models.set_model(ColonGPTPyfunc())
