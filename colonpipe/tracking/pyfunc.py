@@ -110,16 +110,18 @@ def decode_image(value: Any, *, row: int):
         text = text.split(",", 1)[1]
     if _is_file(text):
         source: Any = text
+        label = text
     else:
         try:
-            source = io.BytesIO(base64.b64decode(text, validate=True))
+            raw = base64.b64decode(text, validate=True)
         except (binascii.Error, ValueError):
             raise _bad_input(f"row {row}: 'image' is neither an existing file nor valid base64 "
                              f"({text[:40]!r}...)") from None
+        source, label = io.BytesIO(raw), f"base64 image ({len(raw)} bytes)"
     try:
         return load_rgb(source)
     except ImageError as exc:
-        raise _bad_input(f"row {row}: {exc}") from None
+        raise _bad_input(f"row {row}: {str(exc).replace(str(source), label)}") from None
 
 
 def human_turn(question: Any, *, row: int) -> str:

@@ -174,7 +174,7 @@ def test_mlflow_models_serve_answers_a_real_request(tracking_env, venv_env, tiny
         assert len(answers) == 2 and all(isinstance(a, str) for a in answers)
         status, body = _post(f"{base}/invocations", {"dataframe_split": {
             "columns": ["image", "question"], "data": [["bm90IGFuIGltYWdl", QUESTION]]}})
-        assert status == 400 and "row 0" in body["message"] and "cannot read image" in body["message"]
+        assert status == 400 and "row 0: base64 image (12 bytes): cannot read image" in body["message"]
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         try:
