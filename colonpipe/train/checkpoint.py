@@ -137,13 +137,23 @@ def find_latest(root: Path, *, fingerprint: str | None = None) -> Path | None:
     return None
 
 
-def prune(root: Path, *, keep: int) -> None:
-    """Delete all but the ``keep`` newest ``step-N`` dirs, and stale ``*.tmp`` dirs."""
+def prune(root: Path, *, keep: int, fingerprint: str | None = None) -> None:
+    """Delete stale ``*.tmp`` dirs, ``step-N`` dirs this run cannot use (incomplete, or another
+    run's fingerprint: they would otherwise crowd out this run's newer checkpoints), and all
+    but the ``keep`` newest usable ones."""
     for path in root.glob("*.tmp"):
         if path.is_dir():
             logger.info("removing unfinished checkpoint %s", path)
             shutil.rmtree(path, ignore_errors=True)
-    for _, path in list_steps(root)[keep:]:
+    usable = []
+    for _, path in list_steps(root):
+        problem = check_dir(path, fingerprint=fingerprint)
+        if problem is None:
+            usable.append(path)
+        else:
+            logger.info("removing unusable checkpoint %s: %s", path, problem)
+            shutil.rmtree(path, ignore_errors=True)
+    for path in usable[keep:]:
         logger.info("removing old checkpoint %s", path)
         shutil.rmtree(path, ignore_errors=True)
 

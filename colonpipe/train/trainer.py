@@ -191,6 +191,10 @@ class TrainRecipe:
     # ----------------------------------------------------------------- resume
     def _resume(self) -> None:
         latest = ck.find_latest(self.ckpt_root, fingerprint=self.fingerprint)
+        self._barrier()  # every rank has chosen before rank 0 deletes anything
+        if self.info.is_main:  # drop what this run can never resume from (see ck.prune)
+            ck.prune(self.ckpt_root, keep=self.p.keep_checkpoints, fingerprint=self.fingerprint)
+        self._barrier()
         if latest is None:
             logger.info("no checkpoint to resume under %s: starting at step 0", self.ckpt_root)
             return
@@ -313,7 +317,7 @@ class TrainRecipe:
             ck.write_manifest(tmp)
             ck.commit_dir(tmp, target)
             if not final:
-                ck.prune(self.ckpt_root, keep=self.p.keep_checkpoints)
+                ck.prune(self.ckpt_root, keep=self.p.keep_checkpoints, fingerprint=self.fingerprint)
             logger.info("saved %s (step %d)", target, self.state.global_step)
         self._barrier()
         return target

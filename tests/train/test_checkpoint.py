@@ -45,8 +45,9 @@ def test_fingerprint_mismatch_is_skipped(tmp_path):
 def test_commit_replaces_and_prune_keeps_newest(tmp_path):
     for step in (1, 2, 3):
         fake_checkpoint(tmp_path, step)
+    fake_checkpoint(tmp_path, 50, fingerprint="an-older-run")  # must not crowd out this run's
     (tmp_path / "step-9.tmp").mkdir()
-    ck.prune(tmp_path, keep=2)
+    ck.prune(tmp_path, keep=2, fingerprint="abc")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["step-2", "step-3"]
     final = tmp_path / "final"
     for value in (1, 2):  # a second commit replaces the first atomically
