@@ -193,6 +193,7 @@ class TrainRecipe:
         latest = ck.find_latest(self.ckpt_root, fingerprint=self.fingerprint)
         self._barrier()  # every rank has chosen before rank 0 deletes anything
         if self.info.is_main:  # drop what this run can never resume from (see ck.prune)
+            self.ckpt_root.mkdir(parents=True, exist_ok=True)  # a declared output, even if empty
             ck.prune(self.ckpt_root, keep=self.p.keep_checkpoints, fingerprint=self.fingerprint)
         self._barrier()
         if latest is None:
