@@ -34,13 +34,13 @@ from typing import Any, Mapping, Optional
 import mlflow
 import pandas as pd
 
+from colonpipe.model.tokenizer import IMAGE_TOKEN
 from colonpipe.params import TASKS
 
 logger = logging.getLogger(__name__)
 
 ENTRY_FILE = Path(__file__).with_name("pyfunc_entry.py")
 ARTIFACT_KEY = "model_dir"
-IMAGE_TOKEN = "<image>"
 # What the served model needs at runtime; pinned from this venv so nothing is resolved.
 REQUIREMENTS = ("mlflow", "torch", "transformers", "tokenizers", "safetensors", "peft", "accelerate",
                 "pillow", "numpy", "pandas", "pyyaml")
