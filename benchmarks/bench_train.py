@@ -5,7 +5,8 @@ CPU (default): the ``tiny`` preset on synthetic CLS/REC dialogues, through the r
 - ``baseline``: batch 1, torch's default threads, eager attention, gradient checkpointing on
   (the recipe's GPU settings applied naively to the CPU);
 - ``+batch8``, ``+1 thread``: one change at a time;
-- ``default``: the ``finetune`` section of params.yaml (the demo's settings).
+- ``default``: the ``finetune`` section of params.yaml (the demo's settings); ``default@all``: the
+  same with all cores (faster on an idle machine, far slower when the cores are shared).
 
     python benchmarks/bench_train.py [--steps 30] [--json out.json]
 
@@ -74,7 +75,8 @@ def bench_cpu(steps: int) -> dict:
     naive = dataclasses.replace(default, batch_size=1, cpu_threads=0, attn_implementation="eager",
                                 gradient_checkpointing=True)
     configs = {"baseline": naive, "+batch8": dataclasses.replace(naive, batch_size=8),
-               "+1 thread": dataclasses.replace(naive, batch_size=8, cpu_threads=1), "default": default}
+               "+1 thread": dataclasses.replace(naive, batch_size=8, cpu_threads=1), "default": default,
+               "default@all": dataclasses.replace(default, cpu_threads=0)}
     out = {}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -185,9 +187,9 @@ def main() -> None:
     else:
         res = bench_cpu(args.steps or 30)
         base = res["baseline"]["samples_per_s"]
-        print(f"{'config':<11}{'batch':>6}{'threads':>8}{'attn':>7}{'ckpt':>6}{'samples/s':>11}{'tokens/s':>10}{'x base':>8}")
+        print(f"{'config':<12}{'batch':>6}{'threads':>8}{'attn':>7}{'ckpt':>6}{'samples/s':>11}{'tokens/s':>10}{'x base':>8}")
         for name, r in res.items():
-            print(f"{name:<11}{r['batch']:>6}{str(r['threads']):>8}{r['attn']:>7}{str(r['grad_ckpt']):>6}"
+            print(f"{name:<12}{r['batch']:>6}{str(r['threads']):>8}{r['attn']:>7}{str(r['grad_ckpt']):>6}"
                   f"{r['samples_per_s']:>11.1f}{r['tokens_per_s']:>10.0f}{r['samples_per_s'] / base:>8.2f}")
     if args.json:
         args.json.write_text(json.dumps(res, indent=2))
