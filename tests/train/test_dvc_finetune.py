@@ -2,7 +2,7 @@
 
 Runs demo -> ingest -> instruct -> base -> align -> finetune with small params, then checks the
 declared outputs, DVC metrics, MLflow runs with per-step curves, and that a killed stage resumes:
-a step checkpoint left behind (``checkpoints/`` persists, uncached) is picked up by the rerun.
+a step checkpoint left behind (``checkpoints/`` is a persistent output) is picked up by the rerun.
 """
 
 from __future__ import annotations
