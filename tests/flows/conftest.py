@@ -87,8 +87,20 @@ def tiny_repo(tmp_path) -> Path:
     return make_tiny_repo(tmp_path / "tiny")
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _repo_default_mlflow_store():
+    """Flow tests work in repo copies and read each copy's default store
+    (``<copy>/mlruns/mlflow.db``), so the suite-wide throwaway store of tests/conftest.py is
+    switched off around each flows module (module scope: before the module's repo fixtures)."""
+    saved = os.environ.pop("MLFLOW_TRACKING_URI", None)
+    yield
+    if saved is not None:
+        os.environ["MLFLOW_TRACKING_URI"] = saved
+
+
 def _start_worker(name: str, pool: str, api: str, log: Path) -> subprocess.Popen:
-    env = dict(os.environ, PREFECT_API_URL=api, PREFECT_WORKER_QUERY_SECONDS="1",
+    inherited = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}  # see above
+    env = dict(inherited, PREFECT_API_URL=api, PREFECT_WORKER_QUERY_SECONDS="1",
                PREFECT_WORKER_PREFETCH_SECONDS="2", OMP_NUM_THREADS="1",
                PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
     return subprocess.Popen(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
 from pathlib import Path
 
@@ -18,10 +19,17 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
-def stages(monkeypatch):
-    """The ``stages/`` scripts as importable modules."""
-    monkeypatch.syspath_prepend(str(REPO / "stages"))
-    return REPO / "stages"
+def stages():
+    """Load a ``stages/<name>.py`` script as a module by path (a plain ``import evaluate``
+    could resolve to another ``evaluate`` on sys.path, e.g. the tests/evaluate folder)."""
+
+    def load(name: str):
+        spec = importlib.util.spec_from_file_location(f"colonpipe_stage_{name}", REPO / "stages" / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    return load
 
 
 def _children(client: MlflowClient, parent_id: str) -> dict:
@@ -40,7 +48,7 @@ def _artifacts(client: MlflowClient, run_id: str, path: str = "") -> set[str]:
 def test_evaluate_stage_logs_flat_metrics_files_and_plots_under_the_parent(
     tracking_env, git_repo, stages
 ):
-    import evaluate as stage
+    stage = stages("evaluate")
 
     (git_repo / "params.yaml").write_text((REPO / "params.yaml").read_text())
     write(git_repo / "pred" / "test_pred_cls.json", CLS)
@@ -75,7 +83,7 @@ def test_evaluate_stage_logs_flat_metrics_files_and_plots_under_the_parent(
 
 
 def test_infer_stage_logs_counts_rates_and_predictions(tracking_env, git_repo, stages, tiny_model_dir):
-    import infer as stage
+    stage = stages("infer")
 
     data = git_repo / "Json-file"
     for split, n in (("val", 3), ("test", 4)):
