@@ -69,7 +69,11 @@ def fetch_model(uri: str, source: str, dest: str) -> str:
     dest_path = Path(dest)
     if not (dest_path / ".complete").exists():
         dest_path.mkdir(parents=True, exist_ok=True)
-        mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=str(dest_path), tracking_uri=uri)
+        artifacts = source
+        if source.startswith("models:/m-"):  # an MLflow 3 logged model: resolve it in *this* store,
+            # not the process-wide default store that `models:/` URIs are otherwise looked up in
+            artifacts = get_client(uri).get_logged_model(source.split("/", 1)[1]).artifact_location
+        mlflow.artifacts.download_artifacts(artifact_uri=artifacts, dst_path=str(dest_path), tracking_uri=uri)
         (dest_path / ".complete").write_text(source + "\n")
     return str(_model_folder(dest_path))
 
