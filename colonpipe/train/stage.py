@@ -7,13 +7,15 @@ it opens the stage's MLflow run on rank 0 only and runs :func:`run_training`.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import dataclasses
 import logging
+from pathlib import Path
 from typing import Any
 
-from colonpipe.params import TrainParams, flatten
-from colonpipe.train.launch import dist_info, maybe_relaunch
+from colonpipe.params import ParamsError, TrainParams, flatten, load_section
+from colonpipe.train.launch import add_launcher_args, dist_info, maybe_relaunch
 from colonpipe.train.trainer import TrainPaths, run_training
 
 logger = logging.getLogger(__name__)
@@ -45,3 +47,29 @@ def train_stage(stage: str, p: TrainParams, paths: TrainPaths, *, script_argv: l
     with _tracking(stage, p, paths, enabled=track and dist_info().is_main) as run_logger:
         metrics = run_training(p, paths, stage=stage, run_logger=run_logger)
     return 0, metrics
+
+
+def stage_main(stage: str, script: str, argv: list[str], *, doc: str, data_help: str,
+               init_from: bool) -> int:
+    """The CLI shared by ``stages/align.py`` and ``stages/finetune.py``: parse paths, load the
+    stage's params section, train. ``script`` is the stage file, re-run by a launcher."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--base", type=Path, required=True, help="base model folder (stage base)")
+    parser.add_argument("--data", type=Path, required=True, help=data_help)
+    parser.add_argument("--image-root", type=Path, required=True, help="image folder or image_roots.json")
+    if init_from:
+        parser.add_argument("--init-from", type=Path, required=True, help="aligned stage-1 output (its projector)")
+    parser.add_argument("--out-dir", type=Path, required=True)
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
+    add_launcher_args(parser)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        params = load_section(stage, args.params)
+    except ParamsError as exc:
+        logging.getLogger(f"stages.{stage}").error("%s", exc)
+        return 1
+    paths = TrainPaths(base=args.base, data=args.data, image_root=args.image_root, out_dir=args.out_dir,
+                       init_from=getattr(args, "init_from", None))
+    rc, _ = train_stage(stage, params, paths, script_argv=[script, *argv])
+    return rc
