@@ -24,7 +24,6 @@ import io
 import json
 import logging
 import math
-import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +31,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from colonpipe import atomic
 from colonpipe.data.captions import load_captions
 from colonpipe.data.image_check import ImageInfo, check_images
 from colonpipe.data.manifest import SCHEMA
@@ -242,13 +242,7 @@ def _attach_captions(rows: list[tuple], path: str | None) -> tuple[list[tuple], 
 # --------------------------------------------------------------------------- writing
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` via a same-folder temp file, fsync and ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    atomic.write_bytes(path, data)
 
 
 def manifest_bytes(rows: list[tuple]) -> bytes:

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -34,6 +33,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
+from colonpipe import atomic
 from colonpipe.data.manifest import COLUMNS, SPLITS
 from colonpipe.data.splits import SplitItem, assign_splits, check_ratios
 from colonpipe.data.templates import HUMAN_PREFIX, format_box, render_question, template_index
@@ -207,17 +207,7 @@ def build_records(
 
 def write_json_atomic(path: Path, obj: Any) -> None:
     """Write ``obj`` as JSON (indent=2, UTF-8, trailing newline): tmp file, fsync, replace."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    text = json.dumps(obj, indent=2, ensure_ascii=False) + "\n"
-    try:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    atomic.write_text(path, json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
 
 
 def write_files(out_dir: Path, records: dict[tuple[str, str], list]) -> dict[str, int]:

@@ -18,8 +18,6 @@ import csv
 import io
 import json
 import logging
-import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -29,6 +27,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from colonpipe import atomic
 from colonpipe.evaluate.metrics import IOU_THRESHOLD  # noqa: E402
 
 logger = logging.getLogger(__name__)
@@ -39,19 +38,9 @@ DATASET_METRIC = {"cls": "accuracy", "reg": "accuracy", "rec": "avg_iou", "cap":
 
 # ----------------------------------------------------------------------------- atomic writes
 def _atomic_write(path: Path, write: Callable[[io.BufferedWriter], None]) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    buf = io.BytesIO()
+    write(buf)
+    return atomic.write_bytes(path, buf.getvalue())
 
 
 def write_json(path: Path, data: object) -> Path:

@@ -21,6 +21,8 @@ import shutil
 from pathlib import Path
 from typing import Any, Iterable
 
+from colonpipe import atomic
+
 logger = logging.getLogger(__name__)
 
 FINGERPRINT = "fingerprint.json"
@@ -29,23 +31,7 @@ JOURNAL_GLOB = "shard-*.jsonl"
 
 def atomic_write_text(path: str | Path, text: str) -> None:
     """Write ``text`` to ``path`` via a temp file in the same folder, fsync and ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    atomic.write_text(path, text)
 
 
 def journal_path(journal_dir: str | Path, shard: int, num_shards: int) -> Path:

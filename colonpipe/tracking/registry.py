@@ -21,14 +21,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Optional, Sequence
 
+from colonpipe import atomic
 from colonpipe.params import RegisterParams
 from colonpipe.tracking.rule import Comparison, RegistryError, check_metrics, decide, load_metrics
 from colonpipe.tracking.store import file_lock
@@ -85,17 +84,7 @@ def append_decision(path: Path, decision: Decision) -> None:
     path = Path(path)
     data = read_registry_json(path)
     data["decisions"].append(decision.to_json())
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(json.dumps(data, indent=2) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic.write_text(path, json.dumps(data, indent=2) + "\n")
 
 
 # --------------------------------------------------------------------------- aliases

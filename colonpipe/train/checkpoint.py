@@ -28,6 +28,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from colonpipe import atomic
+
 logger = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
@@ -44,13 +46,7 @@ _STEP_RE = re.compile(r"^step-(\d+)$")
 
 def write_json_atomic(path: Path, obj: Any) -> None:
     """Write ``obj`` as JSON via a same-folder temp file, fsync and ``os.replace``."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w") as fh:
-        json.dump(obj, fh, indent=2, sort_keys=True, default=str)
-        fh.write("\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    atomic.write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
 
 
 def step_name(step: int) -> str:

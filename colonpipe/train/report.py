@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from colonpipe import atomic
 from colonpipe.train.checkpoint import write_json_atomic
 
 logger = logging.getLogger(__name__)
@@ -36,12 +37,7 @@ def summarize(state: Any, counts: Any, *, skipped: int) -> dict[str, Any]:
 
 
 def _write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    atomic.write_text(path, text)
 
 
 def plot_loss(history: list[dict[str, float]], path: Path, *, title: str) -> None:
