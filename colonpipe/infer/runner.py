@@ -10,7 +10,6 @@ stderr tail, and merges only when every worker succeeded. Workers die with the r
 from __future__ import annotations
 
 import ctypes
-import hashlib
 import json
 import logging
 import os
@@ -24,6 +23,7 @@ from typing import Any, Optional
 
 from tqdm import tqdm
 
+from colonpipe.hashing import sha256_path
 from colonpipe.infer.journal import JOURNAL_GLOB, atomic_write_text, prepare_journal_dir, read_journals
 from colonpipe.infer.merge import MergeSummary, merge_predictions
 from colonpipe.infer.records import load_records
@@ -61,21 +61,6 @@ class InferJob:
     min_new_tokens: int = 0
 
 
-def _hash_tree(paths: list[Path]) -> str:
-    """sha256 over the relative names and bytes of every file under ``paths``."""
-    digest = hashlib.sha256()
-    for root in paths:
-        files = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else [root]
-        for f in files:
-            if "__pycache__" in f.parts or _RESUME_STATE & set(f.relative_to(root).parts):
-                continue
-            digest.update(f.relative_to(root.parent).as_posix().encode() + b"\0")
-            with open(f, "rb") as fh:
-                for chunk in iter(lambda: fh.read(1 << 20), b""):
-                    digest.update(chunk)
-    return digest.hexdigest()
-
-
 def job_fingerprint(job: InferJob) -> dict[str, Any]:
     """What the journals' contents depend on: input, model, code and decoding settings.
 
@@ -84,9 +69,9 @@ def job_fingerprint(job: InferJob) -> dict[str, Any]:
     """
     package = Path(__file__).resolve().parents[1]
     return {
-        "input": _hash_tree([Path(job.input_path)]),
-        "model": _hash_tree([Path(job.model_dir)]),
-        "code": _hash_tree([package / d for d in _CODE_DIRS]),
+        "input": sha256_path(job.input_path),
+        "model": sha256_path(job.model_dir, skip=_RESUME_STATE),
+        "code": {d: sha256_path(package / d) for d in _CODE_DIRS},
         "max_new_tokens": job.max_new_tokens,
         "min_new_tokens": job.min_new_tokens,
         "device": job.device,

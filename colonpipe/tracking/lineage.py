@@ -22,9 +22,10 @@ from typing import Any, Mapping, Optional, Sequence
 
 import yaml
 
+from colonpipe.hashing import sha256_path
+
 logger = logging.getLogger(__name__)
 
-_CHUNK = 1 << 20
 
 
 def git_state(root: Path) -> dict[str, Any]:
@@ -57,23 +58,6 @@ def read_lock(lockfile: Path) -> dict[str, Any]:
         return {}
     stages = data.get("stages") if isinstance(data, dict) else None
     return stages if isinstance(stages, dict) else {}
-
-
-def sha256_path(path: Path) -> str:
-    """sha256 of a file's bytes, or of a directory's sorted ``relpath\\0filehash`` lines."""
-    path = Path(path)
-    if path.is_file():
-        h = hashlib.sha256()
-        with open(path, "rb") as fh:
-            while chunk := fh.read(_CHUNK):
-                h.update(chunk)
-        return h.hexdigest()
-    if path.is_dir():
-        h = hashlib.sha256()
-        for f in sorted(p for p in path.rglob("*") if p.is_file()):
-            h.update(f"{f.relative_to(path).as_posix()}\0{sha256_path(f)}\n".encode())
-        return h.hexdigest()
-    raise FileNotFoundError(f"{path}: input to hash does not exist")
 
 
 def _size_matches(path: Path, out: Mapping[str, Any]) -> bool:

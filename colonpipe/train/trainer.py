@@ -36,6 +36,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 from transformers import get_cosine_schedule_with_warmup
 
+from colonpipe.hashing import sha256_path
 from colonpipe.params import TrainParams
 from colonpipe.train import artifacts, checkpoint as ck
 from colonpipe.train.collator import TrainingCollator
@@ -77,11 +78,18 @@ class TrainState:
 
 def fingerprint(p: TrainParams, paths: TrainPaths, *, world_size: int, total_steps: int) -> str:
     """Hash of everything a resumed run must share with its checkpoint: the hyperparameters
-    (not the save cadence or worker count), world size, inputs and the schedule length."""
+    (not the save cadence or worker count), world size, the schedule length and the CONTENT of
+    the inputs (base model, training JSON, stage-1 projector, an image_roots.json), so a rebuilt
+    base or changed data starts over instead of resuming a stale run. Image folders are too big
+    to hash here; their path counts."""
     knobs = dataclasses.asdict(p)
     for volatile in ("save_steps", "keep_checkpoints", "num_workers", "cpu_threads", "hostfile", "max_steps", "epochs"):
         knobs.pop(volatile)  # they matter only through total_steps
-    knobs.update(world_size=world_size, total_steps=total_steps, base=str(paths.base), data=str(paths.data))
+    root = paths.image_root
+    knobs.update(world_size=world_size, total_steps=total_steps, base=sha256_path(paths.base),
+                 data=sha256_path(paths.data),
+                 image_root=sha256_path(root) if Path(root).is_file() else str(root),
+                 init_from=sha256_path(Path(paths.init_from) / ck.PROJECTOR_FILE) if paths.init_from else None)
     return hashlib.sha256(json.dumps(knobs, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 

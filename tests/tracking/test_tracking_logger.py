@@ -10,7 +10,7 @@ import pytest
 from mlflow import MlflowClient
 
 from colonpipe.tracking import MlflowLogger, RunLogger, stage_run
-from colonpipe.tracking.lineage import sha256_path
+from colonpipe.hashing import sha256_path
 
 
 def _download_json(client: MlflowClient, run_id: str, path: str, dst: Path) -> dict:

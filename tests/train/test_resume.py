@@ -100,3 +100,31 @@ def test_changed_hyperparameters_do_not_resume(tiny_base, train_data, tmp_path, 
         finally:
             recipe.cleanup()
     assert "fingerprint differs" in caplog.text
+
+
+def test_changed_inputs_at_the_same_paths_do_not_resume(tiny_base, train_data, tmp_path, caplog):
+    """DVC rebuilds models/base and the training JSON in place: same paths, new content -> start over."""
+    import shutil
+
+    base = tmp_path / "base"
+    shutil.copytree(tiny_base, base)
+    data = tmp_path / "train.json"
+    shutil.copyfile(train_data, data)
+    paths = TrainPaths(base, data, train_data.parent / "images", tmp_path / "align")
+    p = load_section("align", write_params(tmp_path / "params.yaml", "align", {**ALIGN, "max_steps": 4,
+                                                                              "save_steps": 2}))
+    run_training(p, paths, stage="align")
+
+    def resumed_step() -> int:
+        recipe = TrainRecipe(p, paths, stage="align")
+        recipe.setup()
+        try:
+            return recipe.state.global_step
+        finally:
+            recipe.cleanup()
+
+    assert resumed_step() == 2  # unchanged inputs: resumes
+    config = base / "generation_config.json"
+    config.write_text(config.read_text().replace("\n}", ',\n  "max_length": 99\n}'))  # a rebuilt base
+    assert resumed_step() == 0
+    assert "fingerprint differs" in caplog.text
