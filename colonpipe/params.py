@@ -193,6 +193,8 @@ class TinyModelParams:
     vocab_size: int = 1024  # BPE vocabulary trained on the instruction corpus (embedding rows)
     max_position: int = 512
     projector_type: str = "ppc_6_3_1"
+    text_init_std: float = 0.088  # LM weight init std (HF's 0.02 suits 768+ wide models)
+    position_init: str = "sincos"  # vision position embeddings: sincos (2-D, amplitude 0.3) | random
 
     def validate(self) -> list[str]:
         problems = [
@@ -202,6 +204,12 @@ class TinyModelParams:
                          "text_intermediate", "max_position")
             if getattr(self, name) < 1
         ]
+        if not self.text_init_std > 0:
+            problems.append(f"tiny.text_init_std must be > 0, got {self.text_init_std}")
+        if self.position_init not in ("sincos", "random"):
+            problems.append(f"tiny.position_init must be sincos or random, got {self.position_init!r}")
+        elif self.position_init == "sincos" and self.vision_hidden % 4:
+            problems.append(f"tiny.position_init sincos needs vision_hidden divisible by 4, got {self.vision_hidden}")
         if problems:
             return problems
         if self.vision_hidden % self.vision_heads or self.text_hidden % self.text_heads:

@@ -4,8 +4,8 @@ Contract (``generate_demo(out_dir, params)``):
 - Writes ``out_dir/<Source>/...`` for every source in ``DEMO_SOURCES`` and
   ``out_dir/captions.jsonl``; ``source_params(out_dir)`` is the matching ``ingest.sources``
   list (``params.yaml`` holds the same, a test keeps them in step).
-- Per source and category ``params.images_per_category`` images of sizes ``SIZES``
-  (non-square), drawn by ``demo_render``; some frames hold 2-3 objects of one category
+- Per source and category ``params.images_per_category`` images of ``SIZE`` (non-square; times
+  ``scale``), drawn by ``demo_render``; some frames hold 2-3 objects of one category
   (boxes to merge) and some two categories. ``SynthClassFolders`` has an official
   Train/Val/Test split (60/10/30 per category); the others have none.
 - ``params.bad_inputs`` plants one file for every check ``ingest`` makes (see ``_plant_bad``),
@@ -29,7 +29,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from colonpipe.data.demo_render import SIZES, Sample, caption, render
+from colonpipe.data.demo_render import SIZE, Sample, caption, render
 from colonpipe.params import DemoParams, SourceParams
 
 logger = logging.getLogger(__name__)
@@ -110,9 +110,8 @@ def _rng(seed: int, *key: int) -> np.random.Generator:
     return np.random.default_rng([seed, *key])
 
 
-def _size(rng: np.random.Generator, scale: float) -> tuple[int, int]:
-    w, h = SIZES[rng.integers(len(SIZES))]
-    return int(round(w * scale)), int(round(h * scale))
+def _size(scale: float) -> tuple[int, int]:
+    return int(round(SIZE[0] * scale)), int(round(SIZE[1] * scale))
 
 
 def _plan(rng: np.random.Generator, src: DemoSource, category: str) -> list[str]:
@@ -195,7 +194,7 @@ def _generate_source(wr: _Writer, si: int, src: DemoSource, params: DemoParams, 
     for ci, category in enumerate(src.labels):
         for k in range(n):
             rng = _rng(params.seed, si, ci, k)
-            sample = render(rng, _size(rng, wr.scale), _plan(rng, src, category))
+            sample = render(rng, _size(wr.scale), _plan(rng, src, category))
             split = _split_of(k, n) if src.official_split else None
             rel = _write_sample(wr, src, f"{src.prefix}{ci * n + k:04d}", sample, split=split)
             wr.captions[f"{src.name}/{rel}"] = caption(rng, sample)
@@ -206,7 +205,7 @@ def _generate_source(wr: _Writer, si: int, src: DemoSource, params: DemoParams, 
 # --------------------------------------------------------------------------- planted bad inputs
 def _bad_sample(wr: _Writer, seed: int, k: int, categories: list[str]) -> tuple[Sample, np.random.Generator]:
     rng = _rng(seed, 99, k)
-    return render(rng, _size(rng, wr.scale), categories), rng
+    return render(rng, _size(wr.scale), categories), rng
 
 
 def _plant_class_folders(wr: _Writer, seed: int) -> int:

@@ -36,7 +36,10 @@ LOOKS: dict[str, Look] = {
     "dyed lifted polyp": Look((38, 72, 210), "diamond", "a blue-stained lesion lifted by submucosal dye injection"),
 }
 
-SIZES = ((320, 256), (384, 288), (256, 320), (448, 336))
+# One frame size for the whole demo, as one endoscope/dataset has. REC answers are absolute pixels
+# of the source image and the model sees a square resize: with several sizes of the same aspect
+# ratio (384x288 and 448x336 were both here) the tiny model cannot know which pixels it is asked for.
+SIZE = (320, 256)
 
 
 @dataclass

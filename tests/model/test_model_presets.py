@@ -50,6 +50,23 @@ def test_tiny_build_is_deterministic_across_processes(tiny_base, corpus_files, t
     assert {"config.json", "model.safetensors", "tokenizer.json", "colongpt_processor.json"} <= set(_files_of(out))
 
 
+def test_tiny_init_sincos_positions_and_width_scaled_lm(tiny):
+    """Vision positions are 2-D sin/cos (same column -> same first half), LM weights ~ text_init_std."""
+    from colonpipe.model.presets import SINCOS_AMPLITUDE
+    from colonpipe.params import TinyModelParams
+
+    model, _ = tiny
+    t = TinyModelParams()
+    pos = model.vision_tower.embeddings.position_embedding.weight.detach()
+    grid, half = t.image_size // t.patch_size, t.vision_hidden // 2
+    table = pos.view(grid, grid, -1)  # (row, column, dim)
+    torch.testing.assert_close(table[0, :, :half], table[-1, :, :half])  # column part: same down a column
+    torch.testing.assert_close(table[:, 0, half:], table[:, -1, half:])  # row part: same along a row
+    assert float(pos.abs().max()) == pytest.approx(SINCOS_AMPLITUDE, rel=1e-6)
+    q = model.language_model.model.layers[0].self_attn.q_proj.weight
+    assert float(q.std()) == pytest.approx(t.text_init_std, rel=0.05)
+
+
 def test_base_stage_reports_a_missing_corpus(tmp_path):
     sys.path.insert(0, str(REPO / "stages"))
     try:
