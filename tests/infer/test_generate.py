@@ -50,13 +50,15 @@ def test_stops_at_eos_and_strips(model_and_processor):
     questions, images = _samples(3)
     head = model.get_output_embeddings()
     saved = head.bias.detach().clone()
+    visible = processor.tokenizer.convert_tokens_to_ids("a")
     try:
         with torch.no_grad():
-            head.bias[processor.eos_token_id] += 1e4  # the first token is always EOS
+            head.bias[processor.eos_token_id] += 1e4  # the first token is always EOS ...
+            head.bias[visible] += 5e3  # ... and "a" the best of the rest
         assert generate_answers(model, processor, questions, images, batch_size=3, max_new_tokens=8) == ["", "", ""]
         forced = generate_answers(model, processor, questions, images, batch_size=3, max_new_tokens=8,
                                   min_new_tokens=8)
-        assert all(forced)  # min_new_tokens (benchmarks) suppresses EOS
+        assert forced == ["a" * 8] * 3  # min_new_tokens (benchmarks) suppresses EOS
     finally:
         with torch.no_grad():
             head.bias.copy_(saved)
