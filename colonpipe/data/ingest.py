@@ -240,11 +240,6 @@ def _attach_captions(rows: list[tuple], path: str | None) -> tuple[list[tuple], 
 
 
 # --------------------------------------------------------------------------- writing
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a same-folder temp file, fsync and ``os.replace``."""
-    atomic.write_bytes(path, data)
-
-
 def manifest_bytes(rows: list[tuple]) -> bytes:
     """Parquet bytes of manifest rows (sorted here); fixed writer options -> byte-stable."""
     rows = sorted(rows, key=lambda r: (r[2], r[5], r[6] is not None, r[6] or [], r[0]))
@@ -295,9 +290,9 @@ def ingest(params: IngestParams, out_dir: Path, *, params_file: str = "params.ya
     report = _report(scans, caption_problems, params, rows, uncaptioned)
     out_dir = Path(out_dir)
     paths = (out_dir / MANIFEST_NAME, out_dir / REPORT_NAME, out_dir / ROOTS_NAME)
-    atomic_write_bytes(paths[0], manifest_bytes(rows))
-    atomic_write_bytes(paths[1], _json_bytes(report))
-    atomic_write_bytes(paths[2], _json_bytes({s.name: s.root for s in params.sources}))
+    atomic.write_bytes(paths[0], manifest_bytes(rows))
+    atomic.write_bytes(paths[1], _json_bytes(report))
+    atomic.write_bytes(paths[2], _json_bytes({s.name: s.root for s in params.sources}))
     t = report["totals"]
     logger.info("ingest: %d images, %d rows; %d inputs skipped, %d repaired (see %s)", t["images_kept"], t["rows"],
                 t["skipped"], t["repaired"], paths[1])

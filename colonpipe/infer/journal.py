@@ -29,11 +29,6 @@ FINGERPRINT = "fingerprint.json"
 JOURNAL_GLOB = "shard-*.jsonl"
 
 
-def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a temp file in the same folder, fsync and ``os.replace``."""
-    atomic.write_text(path, text)
-
-
 def journal_path(journal_dir: str | Path, shard: int, num_shards: int) -> Path:
     """File of shard ``shard`` of ``num_shards`` inside ``journal_dir``."""
     return Path(journal_dir) / f"shard-{shard:03d}-of-{num_shards:03d}.jsonl"
@@ -149,5 +144,5 @@ def prepare_journal_dir(journal_dir: str | Path, fingerprint: dict[str, Any]) ->
         logger.info("%s: fingerprint changed or missing; discarding old journals", journal_dir)
         shutil.rmtree(journal_dir)
     journal_dir.mkdir(parents=True)
-    atomic_write_text(stamp, json.dumps(fingerprint, indent=2, sort_keys=True) + "\n")
+    atomic.write_text(stamp, json.dumps(fingerprint, indent=2, sort_keys=True) + "\n")
     return False

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from colonpipe.infer.journal import atomic_write_text, read_journals
+from colonpipe import atomic
+from colonpipe.infer.journal import read_journals
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +64,7 @@ def merge_predictions(
         )
     out = [prediction_record(rec, done[i]) for i, rec in enumerate(records)]
     errors = sum("error" in done[i] for i in range(len(records)))
-    atomic_write_text(out_path, json.dumps(out, ensure_ascii=False, indent=2) + "\n")
+    atomic.write_text(out_path, json.dumps(out, ensure_ascii=False, indent=2) + "\n")
     if errors:
         logger.warning("%s: %d of %d records failed (prediction \"\", see their \"error\")",
                        out_path, errors, len(records))

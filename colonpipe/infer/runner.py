@@ -23,8 +23,9 @@ from typing import Any, Optional
 
 from tqdm import tqdm
 
+from colonpipe import atomic
 from colonpipe.hashing import sha256_path
-from colonpipe.infer.journal import JOURNAL_GLOB, atomic_write_text, prepare_journal_dir, read_journals
+from colonpipe.infer.journal import JOURNAL_GLOB, prepare_journal_dir, read_journals
 from colonpipe.infer.merge import MergeSummary, merge_predictions
 from colonpipe.infer.records import load_records
 from colonpipe.infer.worker import ShardResult, ShardSpec, result_path
@@ -109,7 +110,7 @@ def _shard_specs(job: InferJob) -> list[ShardSpec]:
 def _spawn(job: InferJob, spec: ShardSpec) -> subprocess.Popen:
     journal_dir = Path(job.journal_dir)
     spec_path = journal_dir / f"shard-{spec.shard:03d}.spec.json"
-    atomic_write_text(spec_path, spec.to_json())
+    atomic.write_text(spec_path, spec.to_json())
     result_path(journal_dir, spec.shard).unlink(missing_ok=True)
     env = dict(os.environ)
     if job.device == "cuda" and job.gpu_ids:

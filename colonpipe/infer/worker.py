@@ -20,8 +20,9 @@ from typing import Any, Iterator, Optional
 
 from tqdm import tqdm
 
+from colonpipe import atomic
 from colonpipe.data.images import ImageError, ImageResolver, load_rgb
-from colonpipe.infer.journal import JournalWriter, atomic_write_text, journal_path, read_journals
+from colonpipe.infer.journal import JournalWriter, journal_path, read_journals
 from colonpipe.infer.records import RecordError, load_records, parse_record
 from colonpipe.infer.shards import shard_positions
 
@@ -166,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     spec = ShardSpec.from_json(Path(argv[0]).read_text())
     result = run_shard(spec)
-    atomic_write_text(result_path(spec.journal_dir, spec.shard), json.dumps(dataclasses.asdict(result)) + "\n")
+    atomic.write_text(result_path(spec.journal_dir, spec.shard), json.dumps(dataclasses.asdict(result)) + "\n")
     return 0
 
 

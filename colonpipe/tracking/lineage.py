@@ -27,7 +27,6 @@ from colonpipe.hashing import sha256_path
 logger = logging.getLogger(__name__)
 
 
-
 def git_state(root: Path) -> dict[str, Any]:
     """HEAD commit and whether tracked files differ from it (untracked files ignored)."""
 

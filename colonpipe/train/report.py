@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import io
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
@@ -36,10 +35,6 @@ def summarize(state: Any, counts: Any, *, skipped: int) -> dict[str, Any]:
     }
 
 
-def _write_text_atomic(path: Path, text: str) -> None:
-    atomic.write_text(path, text)
-
-
 def plot_loss(history: list[dict[str, float]], path: Path, *, title: str) -> None:
     """Loss per optimizer step (left axis) and the LM / projector learning rates (right axis)."""
     import matplotlib
@@ -60,10 +55,10 @@ def plot_loss(history: list[dict[str, float]], path: Path, *, title: str) -> Non
     lr_ax.set_ylabel("learning rate")
     fig.legend(loc="upper right")
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=100)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
     plt.close(fig)
-    os.replace(tmp, path)
+    atomic.write_bytes(path, buf.getvalue())
 
 
 def write_reports(out_dir: Path, state: Any, counts: Any, *, skipped: int, stage: str) -> dict[str, Any]:
@@ -75,7 +70,7 @@ def write_reports(out_dir: Path, state: Any, counts: Any, *, skipped: int, stage
     writer = csv.DictWriter(buf, fieldnames=["step", "loss", "lr", "lr_projector"], lineterminator="\n")
     writer.writeheader()
     writer.writerows(state.history)
-    _write_text_atomic(out_dir / "loss.csv", buf.getvalue())
+    atomic.write_text(out_dir / "loss.csv", buf.getvalue())
     plot_loss(state.history, out_dir / "loss_curve.png", title=f"{stage}: training loss")
     logger.info("%s: loss %.4f -> %.4f over %d steps, %.1f samples/s", stage, metrics["first_loss"],
                 metrics["final_loss"], metrics["steps"], metrics["samples_per_s"])

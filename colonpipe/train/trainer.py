@@ -121,10 +121,18 @@ class TrainRecipe:
         self._setup_model()
         self._setup_data()
         self._setup_optimizer()
-        self.fingerprint = fingerprint(p, self.paths, world_size=self.info.world_size, total_steps=self.total_steps)
+        self.fingerprint = self._shared_fingerprint()
         self.ckpt_root = self.paths.out_dir / CHECKPOINTS
         self._resume()
         self._log_start()
+
+    def _shared_fingerprint(self) -> str:
+        """Rank 0 hashes the inputs (a real base is GBs) and tells the other ranks."""
+        fp = [fingerprint(self.p, self.paths, world_size=self.info.world_size, total_steps=self.total_steps)
+              if self.info.is_main else None]
+        if self.info.world_size > 1:
+            dist.broadcast_object_list(fp, src=0)
+        return fp[0]
 
     def _init_distributed(self, *, backend: str) -> None:
         if self.p.deepspeed.enabled:
