@@ -13,7 +13,7 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     # name: ("module:function", one-line help)
     "merge": ("colonpipe.train.merge:main", "fold a trained LoRA adapter + projector into a full model folder"),
-    "score": ("colonpipe.evaluate.score:main", "score ColonINST prediction files (ours or the reference's)"),
+    "score": ("colonpipe.evaluate.command:main", "score ColonINST prediction files (ours or the reference's)"),
     "check-data": ("colonpipe.data.check:main", "check a ColonINST JSON folder against its images"),
     "rollback": ("colonpipe.tracking.commands:rollback_main", "move the registry's champion alias back to previous"),
     "registry": ("colonpipe.tracking.commands:registry_main", "show the registered model's aliases and versions"),

@@ -143,11 +143,14 @@ class InferParams:
 
 @dataclass(frozen=True)
 class EvaluateParams:
-    """Scoring predictions (stage ``evaluate``); the metric rules are fixed by the reference."""
+    """Scoring predictions (stage ``evaluate``); the metric rules are the reference's (``scoring``)."""
 
     splits: list[str] = field(default_factory=lambda: ["val", "test"])  # val is "seen", test held out
     tasks: list[str] = field(default_factory=lambda: list(TASKS))  # tasks without predictions are skipped
     iou_bins: int = 20  # REC IoU histogram bins; finer shows more shape, needs more records
+    # CLS/REG exact match: "reference" (the reference evaluator's, no strip) or "lenient"
+    # (outer whitespace stripped too); named in every metrics block as "scoring"
+    scoring: Literal["reference", "lenient"] = "reference"
 
     def validate(self) -> list[str]:
         problems = []

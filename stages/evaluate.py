@@ -12,7 +12,7 @@ import logging
 import sys
 from pathlib import Path
 
-from colonpipe.evaluate.score import PredictionFileError
+from colonpipe.evaluate.records import PredictionFileError
 from colonpipe.evaluate.suite import evaluate_splits
 from colonpipe.params import ParamsError, flatten, load_section
 from colonpipe.tracking import stage_run
@@ -43,6 +43,7 @@ def main(argv: list[str] | None = None) -> int:
                 args.pred_dir, metrics_dir=args.metrics_dir, plots_dir=args.plots_dir,
                 splits=params.splits, tasks=params.tasks, cap_pred_dir=args.cap_pred_dir,
                 source_dir=args.source_dir, train_json=args.train_json, iou_bins=params.iou_bins,
+                scoring=params.scoring,
             )
             log.log_metrics(result.flat())
             log_files(log, result.metric_files, "metrics")
@@ -50,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ParamsError, PredictionFileError) as exc:
         logger.error("%s", exc)
         return 1
+    logger.info("scoring: %s (evaluate.scoring in %s)", params.scoring, args.params)
     for split, tasks in result.metrics.items():
         for task, block in tasks.items():
             logger.info("%-4s %-3s %s", split, task, block)

@@ -2,27 +2,33 @@
 
 Contract, decided once here and relied on everywhere else:
 
-- **CLS / REG** (:func:`normalize_label`, :func:`exact_match`): the literal string
-  ``<|endoftext|>`` is removed, the text is lower-cased, then outer whitespace is stripped;
-  a prediction is right when the whole normalised string equals the normalised answer.
-  The reference inference already strips whitespace from every output, so the strip only
-  matters for files whose EOS was glued to trailing spaces (``"polyp <|endoftext|>"``).
+- **CLS / REG** (:func:`normalize_prediction`, :func:`normalize_answer`, :func:`exact_match`):
+  under the default ``"reference"`` scoring a prediction is right exactly when
+  ``prediction.lower().replace('<|endoftext|>', '') == answer.lower()`` - the reference
+  evaluator's rule, with no strip, so ``"polyp "`` is wrong. ``"lenient"`` scoring
+  (:data:`SCORING`) also strips outer whitespace on both sides; it exists for files from
+  other generators, and must be asked for. Our inference strips every output, as the
+  reference inference does, so on the pipeline's own files both give the same numbers.
 - **REC** (:func:`parse_box`, :func:`box_iou`, :func:`rec_iou`): every ``<\\s*(\\d+)\\s*>``
-  integer is taken from each side; unless *both* sides give exactly 4, IoU is 0. Boxes are
-  ``(x1, y1, x2, y2)`` in inclusive pixels: width ``x2 - x1 + 1``. An intersection with
-  width or height <= 0 gives IoU 0 *before* any division. An inverted box (``x2 < x1`` or
-  ``y2 < y1``) has inclusive width/height <= 0, so it can never intersect anything and
-  scores 0 - the literal formula would divide by a union that can be 0 or negative.
-  Whenever the intersection is positive, both boxes have positive area, so the union is
-  positive and ``0 < IoU <= 1``. A hit is ``IoU > 0.5`` strictly (:data:`IOU_THRESHOLD`).
+  integer is taken from each side (``\\d`` is Python's: any Unicode decimal digit, which
+  ``int`` reads too); unless *both* sides give exactly 4, IoU is 0. A number longer than
+  :data:`MAX_BOX_DIGITS` digits makes its side unparsable (IoU 0) where the reference
+  crashes on Python's int-string limit. Boxes are ``(x1, y1, x2, y2)`` in inclusive pixels:
+  width ``x2 - x1 + 1``. An intersection with width or height <= 0 gives IoU 0 *before* any
+  division. An inverted box (``x2 < x1`` or ``y2 < y1``) has inclusive width/height <= 0, so
+  it can never intersect anything and scores 0 - the literal formula would divide by a
+  union that can be 0 or negative. Whenever the intersection is positive, both boxes have
+  positive area, so the union is positive and ``0 < IoU <= 1``. A hit is ``IoU > 0.5``
+  strictly (:data:`IOU_THRESHOLD`). Integer arithmetic throughout: huge coordinates never
+  overflow a float.
 - **CAP** (:func:`caption_scores`): BLEU-4, ROUGE-L and CIDEr(-D) from pycocoevalcap's own
   scorers, on text tokenised by :func:`tokenize_caption` (Java's PTBTokenizer is not used).
+  The reference has no CAP metric, so the scoring mode does not apply to it.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import re
 from collections import Counter, defaultdict
 from collections.abc import Hashable, Iterable, Sequence
@@ -30,6 +36,12 @@ from collections.abc import Hashable, Iterable, Sequence
 logger = logging.getLogger(__name__)
 
 EOS = "<|endoftext|>"
+SCORING_RULES = {  # CLS/REG rule, as printed by `colonpipe score`: the reference's own, or also stripped
+    "reference": "prediction.lower().replace('<|endoftext|>', '') == answer.lower()",
+    "lenient": "prediction.lower().replace('<|endoftext|>', '').strip() == answer.lower().strip()",
+}
+SCORING = tuple(SCORING_RULES)
+MAX_BOX_DIGITS = 4300  # Python's default int-string limit, where the reference evaluator crashes
 IOU_THRESHOLD = 0.5  # fixed by the reference evaluator; a hit is IoU > 0.5, strictly
 BOX_NUMBER = re.compile(r"<\s*(\d+)\s*>")
 _CAPTION_TOKEN = re.compile(r"[a-z0-9]+(?:['\-][a-z0-9]+)*")
@@ -38,19 +50,40 @@ Box = tuple[int, int, int, int]
 
 
 # ----------------------------------------------------------------------------- CLS / REG
-def normalize_label(text: str) -> str:
-    """``<|endoftext|>`` removed, lower-cased, outer whitespace stripped."""
-    return text.replace(EOS, "").lower().strip()
+def check_scoring(scoring: str) -> str:
+    """``scoring`` itself when it is one of :data:`SCORING`; ``ValueError`` otherwise."""
+    if scoring not in SCORING:
+        raise ValueError(f"unknown scoring {scoring!r} (known: {', '.join(SCORING)})")
+    return scoring
 
 
-def exact_match(prediction: str, answer: str) -> bool:
+def normalize_prediction(text: str, scoring: str = "reference") -> str:
+    """``text.lower().replace('<|endoftext|>', '')``; ``"lenient"`` also strips outer whitespace.
+
+    Lower-casing comes first, as in the reference, so ``<|ENDOFTEXT|>`` is removed too.
+    """
+    out = text.lower().replace(EOS, "")
+    return out.strip() if check_scoring(scoring) == "lenient" else out
+
+
+def normalize_answer(text: str, scoring: str = "reference") -> str:
+    """``text.lower()`` (the reference removes no EOS from answers); ``"lenient"`` also strips."""
+    out = text.lower()
+    return out.strip() if check_scoring(scoring) == "lenient" else out
+
+
+def exact_match(prediction: str, answer: str, scoring: str = "reference") -> bool:
     """True when the normalised prediction equals the normalised answer, whole string."""
-    return normalize_label(prediction) == normalize_label(answer)
+    return normalize_prediction(prediction, scoring) == normalize_answer(answer, scoring)
 
 
-def majority_label(labels: Iterable[str]) -> str | None:
-    """Most frequent normalised label; ties go to the alphabetically first. None if empty."""
-    counts = Counter(normalize_label(label) for label in labels)
+def majority_label(labels: Iterable[str], scoring: str = "reference") -> str | None:
+    """Most frequent normalised answer; ties go to the alphabetically first. None if empty.
+
+    Normalised as answers are (:func:`normalize_answer`), so a constant predictor that
+    outputs this label scores exactly the reported baseline accuracy.
+    """
+    counts = Counter(normalize_answer(label, scoring) for label in labels)
     if not counts:
         return None
     return min(counts.items(), key=lambda kv: (-kv[1], kv[0]))[0]
@@ -58,11 +91,19 @@ def majority_label(labels: Iterable[str]) -> str | None:
 
 # ----------------------------------------------------------------------------- REC
 def parse_box(text: str) -> Box | None:
-    """The four ``<n>`` integers of ``text`` as ``(x1, y1, x2, y2)``; None unless exactly 4."""
+    """The four ``<n>`` integers of ``text`` as ``(x1, y1, x2, y2)``; None unless exactly 4.
+
+    None too when a number has more than :data:`MAX_BOX_DIGITS` digits (checked before
+    ``int``, whose cost grows with the square of the length) or ``int`` refuses it under a
+    lower limit set by ``sys.set_int_max_str_digits``.
+    """
     numbers = BOX_NUMBER.findall(text)
-    if len(numbers) != 4:
+    if len(numbers) != 4 or any(len(n) > MAX_BOX_DIGITS for n in numbers):
         return None
-    x1, y1, x2, y2 = (int(n) for n in numbers)
+    try:
+        x1, y1, x2, y2 = (int(n) for n in numbers)
+    except ValueError:
+        return None
     return x1, y1, x2, y2
 
 
@@ -95,12 +136,17 @@ def iou_hit(iou: float) -> bool:
 
 
 def mean_box(boxes: Iterable[Sequence[int]]) -> Box | None:
-    """Per-coordinate mean of ``boxes``, rounded half up to integers; None if there are none."""
+    """Per-coordinate mean of ``boxes``, rounded half up to integers; None if there are none.
+
+    Exact integer arithmetic (``floor(s / n + 1/2) == (2s + n) // 2n``): no float, so a
+    coordinate too big for a float cannot overflow.
+    """
     boxes = list(boxes)
     if not boxes:
         return None
+    n = len(boxes)
     sums = [sum(box[i] for box in boxes) for i in range(4)]
-    x1, y1, x2, y2 = (math.floor(s / len(boxes) + 0.5) for s in sums)
+    x1, y1, x2, y2 = ((2 * s + n) // (2 * n) for s in sums)
     return x1, y1, x2, y2
 
 
@@ -140,7 +186,8 @@ def caption_scores(predictions: Sequence[str], references: Sequence[str]) -> dic
 
     Returns ``{"bleu4", "rouge_l", "cider"}`` (corpus values; CIDEr on its usual 0-10 scale)
     plus ``"per_record"``: ``{"bleu4", "rouge_l", "cider"}`` lists in input order. CIDEr's
-    IDF comes from the evaluated references, so a corpus of one caption scores 0.
+    IDF comes from the evaluated references, so a corpus of one caption scores 0. Empty
+    captions (after tokenising) on either side score 0, never raise.
     """
     from pycocoevalcap.bleu.bleu import Bleu
     from pycocoevalcap.cider.cider import Cider
@@ -156,7 +203,10 @@ def caption_scores(predictions: Sequence[str], references: Sequence[str]) -> dic
     gts = {i: [tokenize_caption(r)] for i, r in enumerate(references)}
     bleu, bleu_each = Bleu(4).compute_score(gts, res, verbose=0)
     rouge, rouge_each = Rouge().compute_score(gts, res)
-    cider, cider_each = Cider().compute_score(gts, res)
+    if any(ref[0] for ref in gts.values()):
+        cider, cider_each = Cider().compute_score(gts, res)
+    else:  # no reference n-gram at all: every CIDEr similarity is 0 (pycocoevalcap fails on max([]))
+        cider, cider_each = 0.0, [0.0] * len(predictions)
     return {
         "bleu4": float(bleu[3]),
         "rouge_l": float(rouge),

@@ -6,10 +6,15 @@ and deterministically: sorted keys and labels, no timestamps in the PNG metadata
 
 - ``cls_confusion.png`` / ``reg_confusion.png`` and ``*_confusion.csv`` (``actual,predicted``,
   for DVC's ``confusion`` template). Predictions outside the answer labels read ``(other)``,
-  missing ones ``(none)``.
+  missing ones ``(none)``. At most :data:`MAX_PLOT_LABELS` answer labels are kept (the most
+  frequent), the rest read ``(rest)``: an N x N figure grows as N squared, and more labels
+  than ColonINST's 39 categories means a wrong file (a CAP file scored as CLS).
 - ``rec_iou_hist.png`` (with the 0.5 line) and ``rec_iou_hist.csv`` (``bin,count``, for the
   ``bar_horizontal`` template); failures are IoU 0 and fall in the first bin.
-- ``by_dataset.png`` (one panel per task) and ``{task}_by_dataset.csv`` (``dataset,value``).
+- ``by_dataset.png`` (one panel per task; the :data:`MAX_PLOT_LABELS` largest datasets) and
+  ``{task}_by_dataset.csv`` (``dataset,value``, every dataset).
+
+Text that UTF-8 cannot encode (lone surrogates, legal in JSON input) is escaped, never fatal.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import csv
 import io
 import json
 import logging
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
@@ -29,10 +35,12 @@ import numpy as np  # noqa: E402
 
 from colonpipe import atomic
 from colonpipe.evaluate.metrics import IOU_THRESHOLD  # noqa: E402
+from colonpipe.evaluate.score import headline  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
-OTHER, NONE = "(other)", "(none)"
+OTHER, NONE, REST = "(other)", "(none)", "(rest)"
+MAX_PLOT_LABELS = 64  # labels per plot axis: ColonINST has 39 CLS categories and a few dozen datasets
 DATASET_METRIC = {"cls": "accuracy", "reg": "accuracy", "rec": "avg_iou", "cap": "rouge_l"}
 
 
@@ -44,9 +52,20 @@ def _atomic_write(path: Path, write: Callable[[io.BufferedWriter], None]) -> Pat
 
 
 def write_json(path: Path, data: object) -> Path:
-    """Atomically write ``data`` as indented JSON with sorted keys."""
-    text = json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
-    return _atomic_write(path, lambda fh: fh.write(text.encode("utf-8")))
+    """Atomically write ``data`` as indented JSON with sorted keys, floats at full precision.
+
+    Strict JSON: a NaN or infinity raises ``ValueError`` naming ``path`` (``NaN`` is not
+    JSON and many readers refuse it); the scorer never produces one.
+    """
+    try:
+        text = json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False, allow_nan=False) + "\n"
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None
+    try:
+        raw = text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate from the input: \uXXXX escapes are valid JSON
+        raw = (json.dumps(data, indent=2, sort_keys=True, ensure_ascii=True) + "\n").encode("ascii")
+    return _atomic_write(path, lambda fh: fh.write(raw))
 
 
 def write_csv(path: Path, header: list[str], rows: list[list]) -> Path:
@@ -55,7 +74,7 @@ def write_csv(path: Path, header: list[str], rows: list[list]) -> Path:
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(header)
     writer.writerows(rows)
-    return _atomic_write(path, lambda fh: fh.write(buf.getvalue().encode("utf-8")))
+    return _atomic_write(path, lambda fh: fh.write(buf.getvalue().encode("utf-8", errors="backslashreplace")))
 
 
 def save_figure(fig: plt.Figure, path: Path) -> Path:
@@ -68,9 +87,7 @@ def save_figure(fig: plt.Figure, path: Path) -> Path:
 
 # ----------------------------------------------------------------------------- table
 def format_table(results: dict[str, dict]) -> str:
-    """Plain-text table: one row per scored file with its task's headline metrics."""
-    from colonpipe.evaluate.score import headline
-
+    """Plain-text table: one row per scored file with its task's headline metrics (4 decimals)."""
     lines = []
     for name, result in results.items():
         head = headline(result)
@@ -80,14 +97,32 @@ def format_table(results: dict[str, dict]) -> str:
 
 
 # ----------------------------------------------------------------------------- plots
+def plot_text(text: str) -> str:
+    """``text`` safe as a matplotlib label: lone surrogates escaped, ``$`` not read as math."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8").replace("$", r"\$")
+
+
+def most_frequent(counts: Counter, k: int = MAX_PLOT_LABELS) -> list[str]:
+    """The ``k`` keys of ``counts`` with the highest counts (ties by name), sorted by name."""
+    return sorted(sorted(counts, key=lambda key: (-counts[key], key))[:k])
+
+
 def confusion_pairs(records: list[dict]) -> tuple[list[str], list[tuple[str, str]]]:
-    """Sorted answer labels and ``(actual, predicted)`` pairs, off-label predictions mapped."""
-    labels = sorted({r["actual"] for r in records})
+    """Sorted answer labels and ``(actual, predicted)`` pairs, off-label predictions mapped.
+
+    Beyond :data:`MAX_PLOT_LABELS` answer labels, the rarer ones become ``(rest)`` (last row).
+    """
+    counts = Counter(r["actual"] for r in records)
+    labels = most_frequent(counts)
     known = set(labels)
+    if len(counts) > len(labels):
+        logger.warning("%d answer labels: plotting the %d most frequent, the rest as %s",
+                       len(counts), len(labels), REST)
+        labels.append(REST)
     pairs = []
     for r in records:
-        pred = r["predicted"]
-        pairs.append((r["actual"], NONE if pred is None else pred if pred in known else OTHER))
+        pred, actual = r["predicted"], r["actual"]
+        pairs.append((actual if actual in known else REST, NONE if pred is None else pred if pred in known else OTHER))
     return labels, pairs
 
 
@@ -101,8 +136,8 @@ def plot_confusion(records: list[dict], png: Path, csv_path: Path, *, title: str
     size = 2.5 + 0.45 * max(len(cols), 2)
     fig, ax = plt.subplots(figsize=(size, size))
     ax.imshow(matrix, cmap="Blues")
-    ax.set_xticks(range(len(cols)), cols, rotation=90, fontsize=7)
-    ax.set_yticks(range(len(labels)), labels, fontsize=7)
+    ax.set_xticks(range(len(cols)), [plot_text(c) for c in cols], rotation=90, fontsize=7)
+    ax.set_yticks(range(len(labels)), [plot_text(c) for c in labels], fontsize=7)
     ax.set_xlabel("predicted")
     ax.set_ylabel("actual")
     ax.set_title(title)
@@ -140,12 +175,15 @@ def plot_dataset_bars(results: dict[str, dict], png: Path, csv_dir: Path, *, tit
         metric = DATASET_METRIC[task]
         by = results[task]["by_dataset"]
         names = sorted(by)
-        values = [by[n]["mean"] if "mean" in by[n] else by[n][metric] for n in names]
-        ax.barh(names, values)
+        values = {n: by[n]["mean"] if "mean" in by[n] else by[n][metric] for n in names}
+        shown = most_frequent(Counter({n: by[n]["n"] for n in names}))
+        ax.barh(range(len(shown)), [values[n] for n in shown])
+        ax.set_yticks(range(len(shown)), [plot_text(n) for n in shown])
         ax.set_xlim(0, 1)
-        ax.set_title(f"{task.upper()} {metric}")
+        cut = f" ({len(shown)} largest of {len(names)})" if len(shown) < len(names) else ""
+        ax.set_title(f"{task.upper()} {metric}{cut}")
         ax.tick_params(axis="y", labelsize=7)
-        rows = [[n, v] for n, v in zip(names, values)]
+        rows = [[n, values[n]] for n in names]
         written.append(write_csv(csv_dir / f"{task}_by_dataset.csv", ["dataset", "value"], rows))
     fig.suptitle(title)
     fig.tight_layout()

@@ -1,98 +1,34 @@
 """Score one prediction file (ours or the original ColonGPT code's) for one task.
 
-A prediction file is a JSON list of instruction records, each with a third turn
-``{"from": "prediction", "value": ...}`` appended to ``conversations``; the answer is the
-``"gpt"`` turn. Record-level problems are skipped-and-reported, never fatal:
-
-- a record whose prediction turn is missing or not a string is scored as wrong (IoU 0,
-  empty caption) and counted in ``n_missing_prediction``;
-- a record our inference marked with a top-level ``"error"`` (prediction ``""``) is scored
-  as wrong and counted in ``n_inference_error``;
-- a record without a usable ``gpt`` answer cannot be scored: it is left out of every
-  denominator and counted in ``n_invalid``.
-
-File-level problems raise :class:`PredictionFileError` naming the file: unreadable or
-non-list JSON, and a record count that differs from the source instruction file.
+Reading and file-level checks live in :mod:`colonpipe.evaluate.records` (what counts as a
+missing prediction, an invalid record or a file error); the metric rules in
+:mod:`colonpipe.evaluate.metrics`. ``scoring`` picks the CLS/REG rule: ``"reference"``
+(default, the reference evaluator's exact match) or ``"lenient"`` (also strips outer
+whitespace). Every score dict names the rule it used in ``"scoring"``.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import logging
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from colonpipe.data.templates import HUMAN_PREFIX, match_template
 from colonpipe.evaluate import metrics as M
+from colonpipe.evaluate.records import (  # PredictionFileError: callers may catch it from here too
+    UNKNOWN,
+    PredictionFileError,
+    Row,
+    check_source,
+    duplicate_count,
+    load_records,
+    to_rows,
+)
 from colonpipe.params import TASKS as PARAM_TASKS
 
 logger = logging.getLogger(__name__)
 
 TASKS = PARAM_TASKS  # ("cls", "reg", "rec", "cap")
-UNKNOWN = "(unknown)"
-
-
-class PredictionFileError(ValueError):
-    """A prediction, source or training file that cannot be scored; the message names it."""
-
-
-@dataclass(frozen=True)
-class Row:
-    """One scorable record: position in the file, ids, question, answer, prediction."""
-
-    index: int
-    id: str
-    dataset: str
-    question: str
-    answer: str
-    prediction: str | None  # None: missing/malformed prediction turn
-    error: str | None = None  # inference error our merge recorded (its prediction is "")
-
-
-def load_records(path: Path) -> list:
-    """The JSON list in ``path``; ``PredictionFileError`` naming the file otherwise."""
-    try:
-        with open(path, encoding="utf-8") as fh:
-            data = json.load(fh)
-    except FileNotFoundError:
-        raise PredictionFileError(f"{path}: file not found") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise PredictionFileError(f"{path}: cannot read JSON: {exc}") from None
-    if not isinstance(data, list):
-        raise PredictionFileError(f"{path}: expected a JSON list of records, got {type(data).__name__}")
-    return data
-
-
-def _turn(record: dict, role: str) -> str | None:
-    """Value of the last turn from ``role`` when it is a string, else None."""
-    turns = record.get("conversations")
-    if not isinstance(turns, list):
-        return None
-    found = [t.get("value") for t in turns if isinstance(t, dict) and t.get("from") == role]
-    return found[-1] if found and isinstance(found[-1], str) else None
-
-
-def dataset_of(record_id: str) -> str:
-    """Source dataset of a record: first path component of its id."""
-    return record_id.split("/", 1)[0] if record_id else UNKNOWN
-
-
-def to_rows(records: list, *, source: str = "<records>") -> tuple[list[Row], int]:
-    """Scorable rows and the count of records without a usable answer (logged, skipped)."""
-    rows, invalid = [], 0
-    for i, rec in enumerate(records):
-        answer = _turn(rec, "gpt") if isinstance(rec, dict) else None
-        if answer is None:
-            invalid += 1
-            logger.warning("%s: record %d has no 'gpt' answer turn; skipped", source, i)
-            continue
-        rid = rec.get("id") if isinstance(rec.get("id"), str) else ""
-        question = _turn(rec, "human") or ""
-        error = str(rec["error"]) if rec.get("error") is not None else None
-        rows.append(Row(i, rid, dataset_of(rid), question, answer, _turn(rec, "prediction"), error))
-    return rows, invalid
 
 
 def rec_category(question: str) -> str:
@@ -102,9 +38,9 @@ def rec_category(question: str) -> str:
     return found[1]["cat"].strip().lower() if found else UNKNOWN
 
 
-def _accuracy_block(rows: list[Row], baseline_label: str | None) -> dict:
-    preds = [M.normalize_label(r.prediction) if r.prediction is not None else None for r in rows]
-    gts = [M.normalize_label(r.answer) for r in rows]
+def _accuracy_block(rows: list[Row], baseline_label: str | None, scoring: str) -> dict:
+    preds = [M.normalize_prediction(r.prediction, scoring) if r.prediction is not None else None for r in rows]
+    gts = [M.normalize_answer(r.answer, scoring) for r in rows]
     correct = [float(p == g) for p, g in zip(preds, gts)]
     out = {
         "accuracy": M.mean(correct),
@@ -117,7 +53,8 @@ def _accuracy_block(rows: list[Row], baseline_label: str | None) -> dict:
     }
     if baseline_label is not None:
         out["baseline_label"] = baseline_label
-        out["baseline_accuracy"] = M.mean([float(g == baseline_label) for g in gts])
+        # the constant predictor is judged by the same rule as the model
+        out["baseline_accuracy"] = M.mean([float(M.exact_match(baseline_label, r.answer, scoring)) for r in rows])
     return out
 
 
@@ -167,43 +104,49 @@ class Baselines:
     rec_box: M.Box | None = None  # per-coordinate mean REC box, rounded half up
 
 
-def train_baselines(train_path: Path) -> Baselines:
+def train_baselines(train_path: Path, *, scoring: str = "reference") -> Baselines:
     """Fit :class:`Baselines` on a stage-2 training file (CLS+REG+REC records).
 
-    REC records are those whose answer parses as a box, REG those whose question holds a
-    box, CLS the rest.
+    REC records are those whose answer holds a ``<n>`` box number (their mean box uses the
+    answers that parse; too long numbers or not 4 of them are left out), REG those whose
+    question holds one, CLS the rest. Labels are normalised as ``scoring`` normalises answers.
     """
     rows, invalid = to_rows(load_records(train_path), source=str(train_path))
-    cls, reg, boxes = [], [], []
+    cls, reg, boxes, unparsed = [], [], [], 0
     for r in rows:
-        box = M.parse_box(r.answer)
-        if box is not None:
-            boxes.append(box)
-        elif M.parse_box(r.question) is not None:
+        if M.BOX_NUMBER.search(r.answer):
+            box = M.parse_box(r.answer)
+            boxes += [box] if box is not None else []
+            unparsed += box is None
+        elif M.BOX_NUMBER.search(r.question):
             reg.append(r.answer)
         else:
             cls.append(r.answer)
-    logger.info("%s: baselines from %d CLS, %d REG, %d REC records (%d invalid)",
-                train_path, len(cls), len(reg), len(boxes), invalid)
-    return Baselines(M.majority_label(cls), M.majority_label(reg), M.mean_box(boxes))
+    logger.info("%s: baselines from %d CLS, %d REG, %d REC records (%d invalid, %d unparsable boxes)",
+                train_path, len(cls), len(reg), len(boxes), invalid, unparsed)
+    return Baselines(M.majority_label(cls, scoring), M.majority_label(reg, scoring), M.mean_box(boxes))
 
 
-def score_rows(rows: list[Row], task: str, *, baselines: Baselines | None = None) -> dict:
+def score_rows(
+    rows: list[Row], task: str, *, baselines: Baselines | None = None, scoring: str = "reference"
+) -> dict:
     """Score parsed rows for ``task``: headline numbers, breakdowns and per-record results."""
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r} (known: {', '.join(TASKS)})")
+    M.check_scoring(scoring)
     b = baselines or Baselines()
     if task == "cls":
-        block = _accuracy_block(rows, b.cls_label)
+        block = _accuracy_block(rows, b.cls_label, scoring)
     elif task == "reg":
-        block = _accuracy_block(rows, b.reg_label)
+        block = _accuracy_block(rows, b.reg_label, scoring)
     elif task == "rec":
         block = _rec_block(rows, b.rec_box)
     else:
         block = _cap_block(rows)
     missing = sum(r.prediction is None for r in rows)
     errors = sum(r.error is not None for r in rows)
-    return {"task": task, "n": len(rows), "n_missing_prediction": missing, "n_inference_error": errors, **block}
+    return {"task": task, "scoring": scoring, "n": len(rows), "n_missing_prediction": missing,
+            "n_inference_error": errors, "n_duplicate_record": duplicate_count(rows), **block}
 
 
 def score_predictions(
@@ -213,32 +156,35 @@ def score_predictions(
     source_path: Path | None = None,
     train_rec_path: Path | None = None,
     baselines: Baselines | None = None,
+    scoring: str = "reference",
 ) -> dict:
     """Score one prediction file for ``task`` (``cls``, ``reg``, ``rec`` or ``cap``).
 
-    ``source_path``: the instruction file the predictions were made from; its record count
-    must match. ``train_rec_path``: the stage-2 training JSON (CLS+REG+REC) used to fit
-    the majority-class and mean-box baselines (or pass already fitted ``baselines``). Returns :func:`score_rows`'s dict plus
-    ``file`` and ``n_invalid``; raises :class:`PredictionFileError` on file-level problems.
+    ``source_path``: the instruction file the predictions were made from
+    (:func:`~colonpipe.evaluate.records.check_source`). ``train_rec_path``: the stage-2
+    training JSON (CLS+REG+REC) used to fit the majority-class and mean-box baselines (or
+    pass already fitted ``baselines``). ``scoring``: ``"reference"`` or ``"lenient"``.
+    Returns :func:`score_rows`'s dict plus ``file`` and ``n_invalid``; raises
+    :class:`PredictionFileError` on file-level problems.
     """
     pred_path = Path(pred_path)
     records = load_records(pred_path)
     if source_path is not None:
-        n_source = len(load_records(Path(source_path)))
-        if n_source != len(records):
-            raise PredictionFileError(
-                f"{pred_path}: {len(records)} records but its source {source_path} has {n_source}"
-            )
+        check_source(pred_path, records, Path(source_path))
     rows, invalid = to_rows(records, source=str(pred_path))
     if baselines is None and train_rec_path is not None:
-        baselines = train_baselines(Path(train_rec_path))
-    result = score_rows(rows, task, baselines=baselines)
+        baselines = train_baselines(Path(train_rec_path), scoring=scoring)
+    result = score_rows(rows, task, baselines=baselines, scoring=scoring)
     if result["n_missing_prediction"]:
         logger.warning("%s: %d record(s) have no prediction turn; scored as wrong",
                        pred_path, result["n_missing_prediction"])
+    if result["n_duplicate_record"]:
+        logger.warning("%s: %d record(s) repeat an earlier record (same id, question, answer); each scored, "
+                       "as the reference does", pred_path, result["n_duplicate_record"])
     return {"file": str(pred_path), "n_invalid": invalid, **result}
 
 
+_COUNTS = ("n", "n_missing_prediction", "n_inference_error", "n_invalid", "n_duplicate_record")
 _HEADLINE = {
     "cls": ("accuracy", "baseline_accuracy"),
     "reg": ("accuracy", "baseline_accuracy"),
@@ -248,69 +194,9 @@ _HEADLINE = {
 
 
 def headline(result: dict) -> dict:
-    """The shallow ``{metric: value}`` view of a score dict (for ``dvc metrics`` and MLflow)."""
-    keys = _HEADLINE[result["task"]] + ("n", "n_missing_prediction", "n_inference_error", "n_invalid")
-    return {k: result[k] for k in keys if k in result}
+    """The shallow ``{metric: value}`` view of a score dict (for ``dvc metrics`` and MLflow).
 
-
-def infer_task(path: Path) -> str | None:
-    """Task from a file name such as ``test_pred_rec.json`` or ``ColonINST-test-rec.json``."""
-    stem = Path(path).stem.lower()
-    for task in TASKS:
-        if stem.endswith((f"_{task}", f"-{task}")):
-            return task
-    return None
-
-
-def _split_of(path: Path) -> str | None:
-    name = Path(path).name.lower()
-    return next((s for s in ("train", "val", "test") if name.startswith(s + "_")), None)
-
-
-def _source_for(path: Path, task: str, args: argparse.Namespace) -> Path | None:
-    if args.source is not None:
-        return args.source
-    if args.source_dir is None:
-        return None
-    split = _split_of(path)
-    if split is None:
-        raise PredictionFileError(f"{path}: cannot tell the split from the name (want {{split}}_pred_{{task}}.json)")
-    return args.source_dir / split / f"ColonINST-{split}-{task}.json"
-
-
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="colonpipe score", description="Score ColonINST prediction files.")
-    p.add_argument("files", nargs="+", type=Path, help="prediction JSON files (reference format)")
-    p.add_argument("--task", choices=TASKS, help="task of every file (default: from each file name)")
-    p.add_argument("--source", type=Path, help="source instruction JSON to check the count (one file only)")
-    p.add_argument("--source-dir", type=Path, help="Json-file dir: {split}/ColonINST-{split}-{task}.json")
-    p.add_argument("--train", type=Path, help="stage-2 train JSON: fits the majority/mean-box baselines")
-    p.add_argument("--out", type=Path, help="write all results (with breakdowns) to this JSON file")
-    p.add_argument("--records", action="store_true", help="keep per-record results in --out")
-    return p
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``colonpipe score``: print a table of headline metrics; exit 1 on a file-level error."""
-    from colonpipe.evaluate.report import format_table, write_json
-
-    args = _parser().parse_args(argv)
-    if args.source is not None and len(args.files) != 1:
-        raise SystemExit("colonpipe score: --source needs exactly one prediction file")
-    results = {}
-    try:
-        baselines = train_baselines(args.train) if args.train is not None else None
-        for path in args.files:
-            task = args.task or infer_task(path)
-            if task is None:
-                raise PredictionFileError(f"{path}: cannot tell the task from the name; pass --task")
-            source = _source_for(path, task, args)
-            results[str(path)] = score_predictions(path, task, source_path=source, baselines=baselines)
-    except PredictionFileError as exc:
-        print(f"colonpipe score: error: {exc}", file=sys.stderr)
-        return 1
-    print(format_table(results))
-    if args.out is not None:
-        keep = {k: (v if args.records else {x: y for x, y in v.items() if x != "records"}) for k, v in results.items()}
-        write_json(args.out, keep)
-    return 0
+    Full precision; ``"scoring"`` names the rule (MLflow and the registry read numbers only).
+    """
+    keys = _HEADLINE[result["task"]] + _COUNTS
+    return {"scoring": result["scoring"], **{k: result[k] for k in keys if k in result}}

@@ -5,7 +5,9 @@ For each split in ``splits`` and each task whose prediction file exists
 reference scores captions with the stage-1 model), this scores the file against its source
 ``{source_dir}/{split}/ColonINST-{split}-{task}.json`` (count check) and writes:
 
-- ``{metrics_dir}/{split}.json``: ``{task: headline metrics}``, shallow for ``dvc metrics``;
+- ``{metrics_dir}/{split}.json``: ``{task: headline metrics}``, shallow for ``dvc metrics``,
+  at full precision (anyone can check parity with the reference evaluator), each block
+  naming its ``"scoring"`` rule (:func:`split_metrics`);
 - ``{plots_dir}/{split}/scores.json``: full results with breakdowns (no per-record rows);
 - ``{plots_dir}/{split}/*.png|csv``: see :mod:`colonpipe.evaluate.report`.
 
@@ -18,6 +20,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+from colonpipe.evaluate.metrics import check_scoring
 from colonpipe.evaluate.report import write_json, write_plots
 from colonpipe.evaluate.score import Baselines, headline, score_predictions, train_baselines
 
@@ -38,13 +41,20 @@ class EvaluationResult:
             f"{split}.{task}.{name}": float(value)
             for split, tasks in self.metrics.items()
             for task, block in tasks.items()
+            if isinstance(block, dict)  # a split-level label (not a task block) is no metric
             for name, value in block.items()
             if isinstance(value, (int, float)) and not isinstance(value, bool)
         }
 
 
-def _rounded(block: dict) -> dict:
+def _for_log(block: dict) -> dict:
+    """Rounded for a readable log line only; files keep full precision."""
     return {k: round(v, 6) if isinstance(v, float) else v for k, v in block.items()}
+
+
+def split_metrics(results: dict[str, dict]) -> dict[str, dict]:
+    """The ``{task: headline}`` content of one ``metrics/{split}.json`` (one place to add labels)."""
+    return {task: headline(r) for task, r in results.items()}
 
 
 def evaluate_split(
@@ -55,6 +65,7 @@ def evaluate_split(
     cap_pred_dir: Path | None = None,
     source_dir: Path | None = None,
     baselines: Baselines | None = None,
+    scoring: str = "reference",
 ) -> dict[str, dict]:
     """``{task: full score dict}`` for the tasks of ``split`` that have a prediction file."""
     results = {}
@@ -68,8 +79,8 @@ def evaluate_split(
         if source is not None and not source.exists():
             logger.warning("%s: source file missing; record count not checked", source)
             source = None
-        results[task] = score_predictions(pred, task, source_path=source, baselines=baselines)
-        logger.info("%s %s: %s", split, task, _rounded(headline(results[task])))
+        results[task] = score_predictions(pred, task, source_path=source, baselines=baselines, scoring=scoring)
+        logger.info("%s %s: %s", split, task, _for_log(headline(results[task])))
     return results
 
 
@@ -84,16 +95,21 @@ def evaluate_splits(
     source_dir: Path | None = None,
     train_json: Path | None = None,
     iou_bins: int = 20,
+    scoring: str = "reference",
 ) -> EvaluationResult:
-    """Score every (split, task) present, write metrics, details and plots (module docstring)."""
-    baselines = train_baselines(Path(train_json)) if train_json is not None else None
+    """Score every (split, task) present, write metrics, details and plots (module docstring).
+
+    ``scoring``: the CLS/REG rule, ``"reference"`` (default) or ``"lenient"``.
+    """
+    check_scoring(scoring)  # before any file is read
+    baselines = train_baselines(Path(train_json), scoring=scoring) if train_json is not None else None
     metrics, metric_files, artifacts = {}, [], []
     for split in splits:
         results = evaluate_split(split, Path(pred_dir), tasks=tasks, cap_pred_dir=cap_pred_dir,
-                                 source_dir=source_dir, baselines=baselines)
+                                 source_dir=source_dir, baselines=baselines, scoring=scoring)
         if not results:
             logger.warning("split %s: no prediction files found; writing empty metrics", split)
-        metrics[split] = {task: _rounded(headline(r)) for task, r in results.items()}
+        metrics[split] = split_metrics(results)
         metric_files.append(write_json(Path(metrics_dir) / f"{split}.json", metrics[split]))
         split_dir = Path(plots_dir) / split
         details = {t: {k: v for k, v in r.items() if k != "records"} for t, r in results.items()}

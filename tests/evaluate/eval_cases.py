@@ -22,10 +22,10 @@ def strip_prediction(records):
     return out
 
 
-# CLS: 2 of 4 right (EOS + upper case; trailing space), one wrong, one without prediction turn.
+# CLS: 2 of 4 right (EOS + upper case; upper case), one wrong, one without prediction turn.
 CLS = [
     record("DsA/Test/polyp/1.png", "Categorize the object.", "polyp", "Polyp<|endoftext|>"),
-    record("DsA/Test/ulcer/2.png", "Classify the object's category.", "ulcer", "ulcer "),
+    record("DsA/Test/ulcer/2.png", "Classify the object's category.", "ulcer", "ULCER"),
     record("DsB/Test/polyp/3.png", "Categorize the object.", "polyp", "adenoma"),
     record("DsB/Test/erosion/4.png", "Categorize the object.", "erosion", with_prediction=False),
 ]
@@ -41,6 +41,20 @@ REC = [
 ]
 REC_AVG = (1 + 0.5 + 25 / 175) / 5
 REC_ACC = 1 / 5
+
+# CLS where the two rules differ: the reference's exact match gets 2 of 8 right, the stripped
+# (lenient) form 6 of 8. Outer whitespace on either side is what separates them.
+WHITESPACE = [
+    record("DsA/Test/polyp/1.png", "Categorize the object.", "polyp", "polyp "),  # lenient only
+    record("DsA/Test/polyp/2.png", "Categorize the object.", "polyp", "polyp\n"),  # lenient only
+    record("DsA/Test/ulcer/3.png", "Categorize the object.", "ulcer", " ulcer<|endoftext|>"),  # lenient only
+    record("DsA/Test/polyp/4.png", "Categorize the object.", "polyp ", "polyp"),  # answer side: lenient only
+    record("DsB/Test/polyp/5.png", "Categorize the object.", "polyp", "Polyp<|ENDOFTEXT|>"),  # both: lower() first
+    record("DsB/Test/erosion/6.png", "Categorize the object.", "erosion", "Erosion"),  # both
+    record("DsB/Test/adenoma/7.png", "Categorize the object.", "low grade adenoma", "low grade  adenoma"),  # neither
+    record("DsB/Test/erosion/8.png", "Categorize the object.", "erosion", "polyp"),  # neither
+]
+WHITESPACE_REFERENCE, WHITESPACE_LENIENT = 2 / 8, 6 / 8
 
 # Training file for the baselines: CLS majority "polyp"; REC mean box (1, 1, 12, 12).
 TRAIN = [

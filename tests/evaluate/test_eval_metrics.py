@@ -1,6 +1,8 @@
 """Reference-evaluator semantics of the pure metric functions, on hand-computed cases."""
 
 import math
+import re
+import sys
 
 import pytest
 
@@ -9,29 +11,48 @@ from colonpipe.evaluate import metrics as M
 
 # ----------------------------------------------------------------------------- CLS / REG
 @pytest.mark.parametrize(
-    "pred, answer, ok",
+    "pred, answer, reference, lenient",
     [
-        ("polyp", "polyp", True),
-        ("polyp<|endoftext|>", "polyp", True),  # EOS left in the output
-        ("POLYP", "polyp", True),  # upper case
-        ("Accessory Tool<|endoftext|>", "accessory tool", True),
-        ("  polyp \n", "polyp", True),  # outer whitespace (reference inference strips it)
-        ("polyp <|endoftext|>", "polyp", True),
-        ("polyps", "polyp", False),  # whole-string match, no stemming
-        ("a polyp", "polyp", False),  # no substring match
-        ("", "polyp", False),  # empty output
-        ("<|endoftext|>", "polyp", False),
-        ("low grade  adenoma", "low grade adenoma", False),  # inner whitespace is kept
+        ("polyp", "polyp", True, True),
+        ("polyp<|endoftext|>", "polyp", True, True),  # EOS left in the output
+        ("POLYP", "polyp", True, True),  # upper case
+        ("Accessory Tool<|endoftext|>", "accessory tool", True, True),
+        ("Polyp<|ENDOFTEXT|>", "polyp", True, True),  # lower() before the EOS removal, as the reference
+        ("polyp ", "polyp", False, True),  # outer whitespace: the reference counts it wrong
+        ("polyp\n", "polyp", False, True),
+        ("  polyp \n", "polyp", False, True),
+        ("polyp <|endoftext|>", "polyp", False, True),
+        ("polyp", "polyp ", False, True),  # whitespace on the answer side
+        ("polyp<|endoftext|>", "polyp<|endoftext|>", False, False),  # the reference removes EOS from predictions only
+        ("polyps", "polyp", False, False),  # whole-string match, no stemming
+        ("a polyp", "polyp", False, False),  # no substring match
+        ("", "polyp", False, False),  # empty output
+        ("<|endoftext|>", "polyp", False, False),
+        ("low grade  adenoma", "low grade adenoma", False, False),  # inner whitespace is kept
+        ("", "", True, True),
     ],
 )
-def test_exact_match(pred, answer, ok):
-    assert M.exact_match(pred, answer) is ok
+def test_exact_match_reference_and_lenient(pred, answer, reference, lenient):
+    assert M.exact_match(pred, answer) is reference  # the default is the reference rule
+    assert M.exact_match(pred, answer, "reference") is reference
+    assert M.exact_match(pred, answer, "lenient") is lenient
+    # the reference evaluator's own expression, verbatim (spec section 5)
+    assert (pred.lower().replace("<|endoftext|>", "") == answer.lower()) is reference
+
+
+def test_unknown_scoring_is_refused():
+    with pytest.raises(ValueError, match=r"unknown scoring 'strict' \(known: reference, lenient\)"):
+        M.exact_match("polyp", "polyp", "strict")
+    assert set(M.SCORING) == set(M.SCORING_RULES) == {"reference", "lenient"}
 
 
 def test_majority_label_counts_normalised_and_breaks_ties_alphabetically():
     assert M.majority_label(["Polyp", "polyp", "ulcer"]) == "polyp"
     assert M.majority_label(["ulcer", "erosion"]) == "erosion"
     assert M.majority_label([]) is None
+    # the reference keeps "polyp " apart from "polyp"; lenient folds them
+    assert M.majority_label(["polyp ", "polyp ", "polyp", "ulcer", "ulcer"]) == "polyp "
+    assert M.majority_label(["polyp ", "polyp ", "polyp", "ulcer", "ulcer"], "lenient") == "polyp"
 
 
 # ----------------------------------------------------------------------------- box parsing
@@ -53,6 +74,40 @@ def test_majority_label_counts_normalised_and_breaks_ties_alphabetically():
 )
 def test_parse_box(text, box):
     assert M.parse_box(text) == box
+
+
+def test_parse_box_huge_numbers_are_unparsable_not_a_crash():
+    limit = "9" * M.MAX_BOX_DIGITS  # 4300 digits: Python's default int-string limit, still read
+    assert M.parse_box(f"{{<{limit}><0><1><1>}}") == (int(limit), 0, 1, 1)
+    over = "1" + "0" * M.MAX_BOX_DIGITS  # 4301 digits: int() raises ValueError here
+    with pytest.raises(ValueError):
+        int(over)
+    assert M.parse_box(f"{{<{over}><0><1><1>}}") is None
+    assert M.parse_box(f"{{<0><0><9><9>}}<{over}>") is None  # a fifth number still counts
+    assert M.parse_box("{<" + "0" * 5000 + "7><0><1><1>}") is None  # leading zeros count too
+    assert M.rec_iou(f"{{<{over}><0><9><9>}}", "{<0><0><9><9>}") == 0.0
+    assert M.rec_iou("{<0><0><9><9>}", f"{{<0><0><{over}><9>}}") == 0.0
+
+
+def test_parse_box_under_a_lower_int_limit_set_by_the_host():
+    old = sys.get_int_max_str_digits()
+    sys.set_int_max_str_digits(640)  # the lowest Python allows
+    try:
+        assert M.parse_box("{<" + "1" * 641 + "><0><1><1>}") is None
+        assert M.parse_box("{<1><2><3><4>}") == (1, 2, 3, 4)
+    finally:
+        sys.set_int_max_str_digits(old)
+
+
+def test_parse_box_reads_every_digit_python_regex_matches():
+    """``\\d`` matches every Unicode decimal digit and ``int`` reads them all: the reference
+    evaluator (same regex, same ``int``) parses them, so we do too."""
+    digits = re.findall(r"\d", "".join(map(chr, range(sys.maxunicode + 1))))
+    assert len(digits) > 600  # Arabic-Indic, Devanagari, fullwidth, mathematical digits, ...
+    for d in digits:
+        assert M.parse_box(f"{{<{d}><{d}><{d}{d}><{d}{d}>}}") == (int(d), int(d), int(d + d), int(d + d)), repr(d)
+    assert M.rec_iou("{<\u0660><\u0660><\u0669><\u0669>}", "{<0><0><9><9>}") == 1.0  # Arabic-Indic 0..9
+    assert M.parse_box("{<\u00b2><0><1><1>}") is None  # superscript two is no decimal digit
 
 
 # ----------------------------------------------------------------------------- IoU
@@ -111,7 +166,17 @@ def test_iou_hit_is_strictly_above_half():
 def test_mean_box_rounds_half_up():
     assert M.mean_box([(0, 0, 10, 10), (2, 2, 13, 13)]) == (1, 1, 12, 12)  # 11.5 -> 12
     assert M.mean_box([(0, 0, 1, 1), (1, 1, 2, 2), (1, 1, 2, 2)]) == (1, 1, 2, 2)  # 0.667, 1.667
+    assert M.mean_box([(0, 0, 0, 0), (1, 1, 1, 1), (1, 1, 1, 1), (1, 1, 1, 1)]) == (1, 1, 1, 1)  # 0.75
     assert M.mean_box([]) is None
+
+
+def test_huge_coordinates_never_overflow_a_float():
+    big = 10**400  # a 401-digit number parses (under the limit) but is far beyond a float
+    assert M.mean_box([(0, 0, big, big), (0, 0, big + 2, big + 2)]) == (0, 0, big + 1, big + 1)
+    assert M.box_iou((0, 0, big, big), (0, 0, big, big)) == 1.0
+    assert M.box_iou((0, 0, big, big), (0, 0, 9, 9)) == 0.0  # 100 / ~1e800: underflows to 0, no error
+    half = M.box_iou((0, 0, big - 1, big - 1), (0, 0, 2 * big - 1, big - 1))
+    assert half == 0.5 and not M.iou_hit(half)
 
 
 def test_group_means_and_mean():
@@ -164,6 +229,20 @@ def test_caption_scores_empty_prediction_and_empty_corpus():
     assert M.caption_scores([], [])["bleu4"] == 0.0
     with pytest.raises(ValueError):
         M.caption_scores(["a"], [])
+
+
+@pytest.mark.parametrize(
+    "predictions, references",
+    [(["a polyp"], [""]), ([""], [""]), (["", ""], ["...", "!!"]), (["a b c d e"] * 3, ["", "", ""]),
+     (["", "a polyp"], ["...", "a polyp"])],
+)
+def test_caption_scores_empty_references_never_raise(predictions, references):
+    """pycocoevalcap's CIDEr fails on max([]) when no reference has a token; it scores 0."""
+    s = M.caption_scores(predictions, references)
+    values = [s["bleu4"], s["rouge_l"], s["cider"], *(v for each in s["per_record"].values() for v in each)]
+    assert all(math.isfinite(v) and v >= 0 for v in values)
+    if not any(M.tokenize_caption(r) for r in references):
+        assert s["cider"] == 0.0 and s["per_record"]["cider"] == [0.0] * len(references)
 
 
 def test_no_nan_anywhere():

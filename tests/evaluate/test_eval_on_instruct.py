@@ -1,5 +1,6 @@
 """The evaluation suite on files produced by the real `instruct` code (oracle and trivial predictors)."""
 
+import itertools
 import json
 from pathlib import Path
 
@@ -40,12 +41,12 @@ def _predict(src: Path, dst: Path, answer) -> None:
         (dst / f"{split}_pred_{task}.json").write_text(json.dumps(recs))
 
 
-def _run(tmp_path, name, answer):
+def _run(tmp_path, name, answer, scoring="reference"):
     src = tmp_path / "data" / "Json-file"
     _predict(src, tmp_path / name, answer)
     return evaluate_splits(tmp_path / name, metrics_dir=tmp_path / name / "metrics", plots_dir=tmp_path / name / "plots",
                            splits=["val", "test"], tasks=["cls", "reg", "rec", "cap"], source_dir=src,
-                           train_json=src / "train" / "ColonINST-train-3tasks.json")
+                           train_json=src / "train" / "ColonINST-train-3tasks.json", scoring=scoring)
 
 
 def test_oracle_scores_perfect_and_beats_baselines(tmp_path):
@@ -70,3 +71,22 @@ def test_constant_predictor_scores_its_baseline(tmp_path):
     const = _run(tmp_path, "const", lambda task, gt: box if task == "rec" else label).metrics["test"]
     assert const["rec"]["avg_iou"] == const["rec"]["baseline_avg_iou"]
     assert const["cls"]["accuracy"] == const["cls"]["baseline_accuracy"]
+
+
+def test_pipeline_files_score_the_same_under_both_rules(tmp_path):
+    """Our answers carry no outer whitespace and our inference strips every output (as the
+    reference inference does: ``ColonGPTProcessor.decode_generated``), so the reference rule
+    leaves the pipeline's numbers where the stripped rule put them."""
+    build_instruct(_manifest(tmp_path / "m.parquet"), tmp_path / "data", InstructParams(seed=0))
+    for f in (tmp_path / "data" / "Json-file").glob("*/ColonINST-*-*.json"):
+        answers = [r["conversations"][1]["value"] for r in json.loads(f.read_text())]
+        assert all(a == a.strip() for a in answers), f
+    ref = _run(tmp_path, "ref", _half_right()).flat()
+    lenient = _run(tmp_path, "lenient", _half_right(), scoring="lenient").flat()
+    assert ref == lenient and 0 < ref["test.cls.accuracy"] < 1 and 0 < ref["test.rec.avg_iou"] < 1
+
+
+def _half_right():
+    """A predictor right on every other record; its outputs are stripped, like ours."""
+    n = itertools.count()
+    return lambda task, gt: gt if next(n) % 2 else ("ulcer" if gt == "polyp" else "polyp")
