@@ -118,7 +118,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'image':>9} {'PNG B':>6} {'impl':>8} {'peak RSS growth':>16}  canvas if padded to the long side")
     for r in rows:
         canvas = r["side"] ** 2 * 4 / 2**30
-        growth = f"{r['growth_mib']:>12.1f} MiB" if r["status"] == "ok" else f"{'> ' + format(args.cap_gib, 'g'):>12} GiB"
+        over = f"> {args.cap_gib:g}"
+        growth = f"{r['growth_mib']:>12.1f} MiB" if r["status"] == "ok" else f"{over:>12} GiB"
         print(f"1x{r['side']:<7} {r['png_bytes']:>6} {r['impl']:>8} {growth}  {canvas:.2f} GiB  {r['status']}")
     by = {(r["side"], r["impl"]): r for r in rows}
     for side in args.sides:
