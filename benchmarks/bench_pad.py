@@ -14,7 +14,7 @@ The growth is the memory that one image cost. Implementations:
 A child that would exceed ``--cap-gib`` of extra address space is stopped by ``RLIMIT_AS`` (a
 ``MemoryError``) and reported as over the cap, so the baseline cannot take the machine down.
 
-    python benchmarks/bench_pad.py                        # sides 12000 and 60000 (~15 s)
+    python benchmarks/bench_pad.py                        # sides 12000 and 60000 (~35 s on 2 cores)
     python benchmarks/bench_pad.py --sides 60000 --impls current --json out.json
 """
 
