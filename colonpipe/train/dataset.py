@@ -3,10 +3,10 @@
 A record must be ``{"id", "conversations": [human turn with one "<image>", gpt turn]}``.
 Records that are malformed, whose image cannot be resolved or opened, or whose prompt leaves
 no room for the answer are **skipped and reported** (``InstructionDataset.skipped``), never
-fatal. Images are header-checked when the dataset is built (a decompression bomb, whose header
-declares more pixels than PIL's ``MAX_IMAGE_PIXELS``, is skipped there, never decoded); an image that only fails when
+fatal. Images are header-checked when the dataset is built; an image that only fails when
 fully decoded is replaced by the next usable record at load time (logged and counted), so
-every rank still sees full batches.
+every rank still sees full batches. A decompression bomb (a header declaring more pixels than
+PIL's ``MAX_IMAGE_PIXELS``) is skipped at either point and never decoded.
 """
 
 from __future__ import annotations
