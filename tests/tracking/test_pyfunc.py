@@ -268,8 +268,6 @@ def _refused(server: Server, image, *, question=QUESTION, task="cls") -> str:
     return message
 
 
-
-
 def _good(server: Server) -> list[list]:
     """Four rows: base64 PNG, base64 JPEG (starts with '/9j/', not a path), allowed path, allowed symlink."""
     ok = server.allowed / "ok.png"
