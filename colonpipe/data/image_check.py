@@ -2,7 +2,9 @@
 
 Contract:
 - ``check_image(path, level)`` reads the file once, hashes its bytes (sha256) and never
-  raises: a problem comes back in ``ImageInfo.error``.
+  raises: a problem comes back in ``ImageInfo.error`` (and its kind in ``error_kind``:
+  ``decompression_bomb`` for an image whose header declares more pixels than PIL's
+  ``MAX_IMAGE_PIXELS``, refused before decoding; ``corrupt_image`` otherwise).
 - Levels (benchmarked in ``benchmarks/bench_data.py``):
   - ``full``: decode every pixel (the naive baseline).
   - ``reduced``: JPEG decoded at 1/8 scale (``draft``; all entropy data is still read, so
@@ -22,7 +24,6 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
-import warnings
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -30,9 +31,12 @@ from dataclasses import dataclass
 from PIL import Image
 from tqdm import tqdm
 
+from colonpipe.data.images import ImageBombError, ImageError, open_image
+
 logger = logging.getLogger(__name__)
 
 LEVELS = ("full", "reduced", "markers")
+CORRUPT_KIND = "corrupt_image"
 _JPEG_TAIL_PADDING = b"\x00\r\n \t"
 
 
@@ -46,6 +50,7 @@ class ImageInfo:
     format: str = ""
     sha256: str = ""
     error: str | None = None
+    error_kind: str = CORRUPT_KIND  # the report kind of ``error``
 
 
 def _decode(im: Image.Image, level: str) -> None:
@@ -62,15 +67,13 @@ def _decode(im: Image.Image, level: str) -> None:
 
 
 def _inspect(data: bytes, level: str) -> tuple[int, int, str, str]:
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
-        with Image.open(io.BytesIO(data)) as im:
-            size, mode, fmt = im.size, im.mode, im.format or ""
-            if level == "markers" and fmt == "JPEG":
-                if not data.rstrip(_JPEG_TAIL_PADDING).endswith(b"\xff\xd9"):
-                    _decode(im, "reduced")
-            else:
-                _decode(im, level)
+    with open_image(io.BytesIO(data), label="") as im:  # a bomb is refused here, from the header
+        size, mode, fmt = im.size, im.mode, im.format or ""
+        if level == "markers" and fmt == "JPEG":
+            if not data.rstrip(_JPEG_TAIL_PADDING).endswith(b"\xff\xd9"):
+                _decode(im, "reduced")
+        else:
+            _decode(im, level)
     return size[0], size[1], mode, fmt
 
 
@@ -86,6 +89,10 @@ def check_image(path: str, level: str = "markers") -> ImageInfo:
         return ImageInfo(sha256=digest, error="file is empty")
     try:
         width, height, mode, fmt = _inspect(data, level)
+    except ImageBombError as exc:
+        return ImageInfo(sha256=digest, error=str(exc), error_kind=exc.kind)
+    except ImageError as exc:  # the header cannot be parsed
+        return ImageInfo(sha256=digest, error=f"not a readable image ({exc})")
     except Exception as exc:  # noqa: BLE001 - any decoder failure means an unusable image
         return ImageInfo(sha256=digest, error=f"not a readable image ({type(exc).__name__}: {exc})")
     if width <= 0 or height <= 0:

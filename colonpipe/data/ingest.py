@@ -12,6 +12,9 @@ Contract (``ingest(params, out_dir)``):
   usable annotations is kept, in source then path order), symlink or
   ``..`` escaping the root, annotation size not matching the image, malformed annotation or
   caption line.
+- A decompression bomb (an image or mask whose header declares more pixels than PIL's
+  ``MAX_IMAGE_PIXELS``) is never decoded: it is skipped as ``decompression_bomb``. Sources whose
+  reader decodes masks (``DECODING_FORMATS``) have bombs screened out of their listing first.
 - A missing source folder or captions file stops the run with one ``IngestError`` naming
   the params file and every missing path (params schema errors come from ``load_params``).
 - Outputs are written atomically and deterministically: rows sorted by (image, category,
@@ -20,6 +23,7 @@ Contract (``ingest(params, out_dir)``):
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import logging
@@ -34,6 +38,7 @@ import pyarrow.parquet as pq
 from colonpipe import atomic
 from colonpipe.data.captions import load_captions
 from colonpipe.data.image_check import ImageInfo, check_images
+from colonpipe.data.images import BOMB_KIND, ImageBombError, ImageError, open_image
 from colonpipe.data.manifest import SCHEMA
 from colonpipe.data.sources import READERS, list_source
 from colonpipe.data.sources.common import (REPAIRED, SKIPPED, SPLIT_FOLDERS, Problem, RawObject, ReadResult,
@@ -45,6 +50,9 @@ logger = logging.getLogger(__name__)
 MANIFEST_NAME = "annotations.parquet"
 ROOTS_NAME = "image_roots.json"
 REPORT_NAME = "ingest_report.json"
+# Readers of these formats decode annotation images (masks) themselves: bombs are screened out
+# of their listing first, from the header. Other formats never decode; the image check refuses bombs.
+DECODING_FORMATS = frozenset({"mask"})
 
 
 class IngestError(ValueError):
@@ -133,9 +141,30 @@ def check_box(box, width: int, height: int, *, normalized: bool = False,
 
 
 # --------------------------------------------------------------------------- scanning
+def _screen_bombs(listing: SourceListing, fmt: str) -> SourceListing:
+    """``listing`` without its image files whose header declares a decompression bomb, each
+    reported (``decompression_bomb``), for formats whose reader decodes images; else as it is."""
+    if fmt not in DECODING_FORMATS:
+        return listing
+    bombs: dict[str, str] = {}
+    for rel in listing.images():
+        try:
+            with open_image(listing.root / rel, label=""):
+                pass  # the header alone: nothing is decoded
+        except ImageBombError as exc:
+            bombs[rel] = str(exc)
+        except ImageError:
+            pass  # unreadable: the reader or the image check reports it
+    if not bombs:
+        return listing
+    found = tuple(Problem(listing.display(rel), BOMB_KIND, reason) for rel, reason in bombs.items())
+    return dataclasses.replace(listing, files=tuple(f for f in listing.files if f not in bombs),
+                               problems=listing.problems + found)
+
+
 def _scan(spec: SourceParams, *, workers: int = 1) -> _Scan:
     """List and read one source; report images without annotation and missing split folders."""
-    listing = list_source(Path(spec.root))
+    listing = _screen_bombs(list_source(Path(spec.root)), spec.format)
     result = READERS[spec.format](listing, official_split=spec.split == "official",
                                   yolo_classes=tuple(spec.yolo_classes), workers=workers)
     scan = _Scan(spec, listing, result, problems=list(listing.problems) + result.problems)
@@ -161,7 +190,7 @@ def _check_all_images(scans: list[_Scan], *, level: str, workers: int, progress:
                          progress=progress)
     for (scan, rel), info in zip(jobs, infos):
         if info.error:
-            scan.problems.append(Problem(scan.listing.display(rel), "corrupt_image", info.error))
+            scan.problems.append(Problem(scan.listing.display(rel), info.error_kind, info.error))
         else:
             scan.infos[rel] = info
 

@@ -2,8 +2,9 @@
 
 This is the unit of fan-out: the runner starts it as a subprocess per GPU / CPU slot
 (``python -m colonpipe.infer.worker SPEC.json``), and on a cluster the same ``run_shard``
-can run as a Prefect task on a GPU work pool. A malformed record or an unreadable image
-becomes an error entry ``{"index", "error"}`` and the shard carries on.
+can run as a Prefect task on a GPU work pool. A malformed record, an unreadable image or a
+decompression bomb (refused from its header by ``load_rgb``, never decoded) becomes an error
+entry ``{"index", "error"}`` and the shard carries on.
 """
 
 from __future__ import annotations
@@ -92,7 +93,7 @@ def _load_batch(
         try:
             image = load_rgb(resolver.resolve(image_id))
             ok.append((pos, prompt, processor.preprocess_images([image])[0]))
-        except (ImageError, ValueError, OSError) as exc:  # unreadable / unresolvable / odd image
+        except (ImageError, ValueError, OSError) as exc:  # unreadable / unresolvable / bomb / odd image
             bad.append({"index": pos, "error": f"image: {exc}"})
     return ok, bad
 

@@ -104,29 +104,19 @@ class ColonGPTProcessor:
     @property
     def pad_color(self) -> tuple[int, int, int]:
         """The processor mean as 8-bit RGB (0.5 -> 127), used to pad images to a square."""
-        return tuple(int(m * 255) for m in self.image_mean)
+        return mean_fill(self.image_mean)
 
     def pad_to_square(self, image: Image.Image) -> Image.Image:
-        """Centre ``image`` on a square canvas of its longer side filled with ``pad_color``."""
-        image = image.convert("RGB")
-        w, h = image.size
-        if w == h:
-            return image
-        side = max(w, h)
-        canvas = Image.new("RGB", (side, side), self.pad_color)
-        canvas.paste(image, ((side - w) // 2, (side - h) // 2))
-        return canvas
+        """``image`` centred on a square of ``pad_color`` (see :func:`pad_to_square`)."""
+        return pad_to_square(image, self.pad_color)
+
+    def fit_image(self, image: Image.Image) -> Image.Image:
+        """``image`` padded to a square and resized to ``image_size`` (see :func:`fit_image`)."""
+        return fit_image(image, self.image_size, self.pad_color)
 
     def preprocess_images(self, images: Sequence[Image.Image]) -> torch.Tensor:
         """PIL images -> pixel_values (B, 3, image_size, image_size) float32: pad, resize, normalise."""
-        mean = np.asarray(self.image_mean, dtype=np.float32)[:, None, None]
-        std = np.asarray(self.image_std, dtype=np.float32)[:, None, None]
-        out = []
-        for image in images:
-            square = self.pad_to_square(image).resize((self.image_size, self.image_size), Image.BICUBIC)
-            arr = np.asarray(square, dtype=np.float32).transpose(2, 0, 1) / 255.0
-            out.append((arr - mean) / std)
-        return torch.from_numpy(np.stack(out)) if out else torch.empty(0, 3, self.image_size, self.image_size)
+        return pixel_values(images, self.image_size, self.image_mean, self.image_std)
 
     # ----------------------------------------------------------------- text
     def prompt_ids(self, question: str) -> list[int]:
@@ -257,6 +247,63 @@ class ColonGPTProcessor:
         cfg.pop("processor_class", None)
         tokenizer = AutoTokenizer.from_pretrained(path)
         return cls(tokenizer, **cfg)
+
+
+# --------------------------------------------------------------------------- images
+# The longest side a padding canvas may have: at most 4096 x 4096 RGB (64 MiB as PIL stores it).
+# Padding to the raw long side would cost side**2 * 4 bytes whatever the image holds: a 1 x 60000
+# strip (a PNG of ~100 bytes) would need a 13 GiB canvas.
+MAX_CANVAS_SIDE = 4096
+
+
+def mean_fill(mean: Sequence[float]) -> tuple[int, int, int]:
+    """A 0..1 channel mean as the 8-bit RGB colour images are padded with (0.5 -> 127)."""
+    return tuple(int(m * 255) for m in mean)
+
+
+def pad_to_square(image: Image.Image, fill: tuple[int, int, int]) -> Image.Image:
+    """RGB ``image`` centred on a square canvas of its longer side filled with ``fill``.
+
+    An image whose longer side exceeds ``MAX_CANVAS_SIDE`` is first downscaled (bicubic, aspect
+    ratio kept, each side at least 1 pixel) so that side is ``MAX_CANVAS_SIDE``: the canvas, and
+    so the memory per image, stays bounded whatever the aspect ratio. Smaller images are padded
+    exactly as before (same pixels). A square RGB image is returned as it is.
+    """
+    if image.mode != "RGB":
+        image = image.convert("RGB")
+    w, h = image.size
+    if max(w, h) > MAX_CANVAS_SIDE:
+        scale = MAX_CANVAS_SIDE / max(w, h)
+        image = image.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.BICUBIC)
+        w, h = image.size
+    if w == h:
+        return image
+    side = max(w, h)
+    canvas = Image.new("RGB", (side, side), fill)
+    canvas.paste(image, ((side - w) // 2, (side - h) // 2))
+    return canvas
+
+
+def fit_image(image: Image.Image, size: int, fill: tuple[int, int, int]) -> Image.Image:
+    """``image`` padded to a square (``pad_to_square``) and resized (bicubic) to ``size`` x ``size`` RGB.
+
+    Fitting an already fitted image changes nothing, so a caller may fit images as they are
+    decoded and keep only the small results.
+    """
+    return pad_to_square(image, fill).resize((size, size), Image.BICUBIC)
+
+
+def pixel_values(images: Sequence[Image.Image], size: int, mean: Sequence[float],
+                 std: Sequence[float]) -> torch.Tensor:
+    """PIL images -> (B, 3, size, size) float32: fit (pad with the mean colour, resize), normalise."""
+    fill = mean_fill(mean)
+    mean_ = np.asarray(mean, dtype=np.float32)[:, None, None]
+    std_ = np.asarray(std, dtype=np.float32)[:, None, None]
+    out = []
+    for image in images:
+        arr = np.asarray(fit_image(image, size, fill), dtype=np.float32).transpose(2, 0, 1) / 255.0
+        out.append((arr - mean_) / std_)
+    return torch.from_numpy(np.stack(out)) if out else torch.empty(0, 3, size, size)
 
 
 def _atomic_write_json(path: Path, data: dict) -> None:

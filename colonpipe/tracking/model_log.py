@@ -4,15 +4,16 @@
 (``final/`` with ``train_config.json``) refers to its base model by path, so it is merged
 (adapter and projector folded into the base weights) into a temporary ``save_pretrained``
 folder; a saved ColonGPT (``config.json``) is logged as it is. The logged model carries the
-``ServeConfig``, a signature, a small input example (MLflow validates it by loading the
-logged model and predicting once) and pip requirements pinned from this environment.
+``ServeConfig`` (every key, so each can be overridden when serving; by default no
+``image_roots``: images only as base64), a signature, a small input example (MLflow validates
+it by loading the logged model and predicting once) and pip requirements pinned from this
+environment.
 """
 
 from __future__ import annotations
 
 import base64
 import contextlib
-import dataclasses
 import io
 import logging
 import tempfile
@@ -20,11 +21,12 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator, Optional
 
+from colonpipe.tracking.serve_config import ServeConfig
+
 if TYPE_CHECKING:
     from mlflow.models.model import ModelInfo
 
     from colonpipe.tracking.logger import MlflowLogger
-    from colonpipe.tracking.pyfunc import ServeConfig
 
 logger = logging.getLogger(__name__)
 
@@ -98,13 +100,13 @@ def log_pyfunc_model(
     model_dir: Path,
     *,
     name: str = "model",
-    config: Optional["ServeConfig"] = None,
+    config: Optional[ServeConfig] = None,
     dtype: str = "float32",
 ) -> "ModelInfo":
     """Log ``model_dir`` as the servable pyfunc in ``log``'s run; ``.model_uri`` is ``models:/m-...``."""
     import mlflow
 
-    from colonpipe.tracking.pyfunc import ARTIFACT_KEY, ENTRY_FILE, ServeConfig
+    from colonpipe.tracking.pyfunc import ARTIFACT_KEY, ENTRY_FILE
 
     config = config or ServeConfig()
     with servable_dir(Path(model_dir), dtype=dtype) as folder, _active(log):
@@ -112,7 +114,7 @@ def log_pyfunc_model(
             name=name,
             python_model=str(ENTRY_FILE),
             artifacts={ARTIFACT_KEY: str(folder)},
-            model_config=dataclasses.asdict(config),
+            model_config=config.to_mapping(),
             signature=signature(),
             input_example=example_input(),
             pip_requirements=pinned_requirements(),

@@ -5,7 +5,8 @@ Records that are malformed, whose image cannot be resolved or opened, or whose p
 no room for the answer are **skipped and reported** (``InstructionDataset.skipped``), never
 fatal. Images are header-checked when the dataset is built; an image that only fails when
 fully decoded is replaced by the next usable record at load time (logged and counted), so
-every rank still sees full batches.
+every rank still sees full batches. A decompression bomb (a header declaring more pixels than
+PIL's ``MAX_IMAGE_PIXELS``) is skipped at either point and never decoded.
 """
 
 from __future__ import annotations
@@ -18,11 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from PIL import Image
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
-from colonpipe.data.images import ImageError, ImageResolver, load_rgb
+from colonpipe.data.images import ImageError, ImageResolver, load_rgb, open_image
 from colonpipe.model.processing import ColonGPTProcessor, PromptTooLongError
 
 logger = logging.getLogger(__name__)
@@ -59,11 +59,9 @@ def _parse(rec: Any) -> tuple[str, str, str]:
 
 
 def _header_ok(path: Path) -> None:
-    try:
-        with Image.open(path) as im:
-            im.size  # noqa: B018 - touching size parses the header
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise ImageError(f"{path}: cannot open image ({exc})") from None
+    """Raise ``ImageError`` (``ImageBombError`` for a bomb) unless ``path``'s header parses."""
+    with open_image(path):
+        pass
 
 
 def read_records(json_path: Path, resolver: ImageResolver, *, max_records: int | None = None,

@@ -5,8 +5,9 @@ import pytest
 import torch
 from PIL import Image
 
+from benchmarks.bench_pad import measure, naive_pixel_values
 from colonpipe.model import SYSTEM_PROMPT, ColonGPTProcessor, PromptTooLongError
-from colonpipe.model.processing import IGNORE_INDEX
+from colonpipe.model.processing import IGNORE_INDEX, MAX_CANVAS_SIDE
 
 Q_CLS = "<image>\nClassify the object's category."
 Q_REC = "<image>\nWhere is polyp located?"
@@ -103,6 +104,53 @@ def test_pixel_values_are_resized_and_normalised(proc):
     centre = pv[0, :, proc.image_size // 2, proc.image_size // 2]
     torch.testing.assert_close(centre, torch.tensor([1.0, -1.0, 127 / 127.5 - 1]), atol=1e-2, rtol=0)
     torch.testing.assert_close(pv[0, :, 0, 0], torch.full((3,), 127 / 127.5 - 1), atol=1e-2, rtol=0)  # pad
+
+
+# (width, height, mode): odd and even sizes, both orientations, square, the usual colonoscopy
+# frame sizes, and the largest sides that still pad to the raw long side.
+NORMAL_IMAGES = [(40, 20, "RGB"), (11, 30, "RGB"), (1, 1, "RGB"), (33, 33, "L"), (640, 480, "RGBA"),
+                 (576, 720, "P"), (1350, 1080, "RGB"), (1920, 1080, "L"), (1, MAX_CANVAS_SIDE, "RGB"),
+                 (MAX_CANVAS_SIDE, 57, "RGB")]
+
+
+def _noise(w, h, mode, seed):
+    return Image.fromarray(np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)).convert(mode)
+
+
+def test_normal_images_give_byte_identical_pixel_values_to_the_unbounded_canvas(proc):
+    images = [_noise(w, h, mode, seed) for seed, (w, h, mode) in enumerate(NORMAL_IMAGES)]
+    got = proc.preprocess_images(images)
+    want = naive_pixel_values(images, proc.image_size, proc.image_mean, proc.image_std)  # the code before
+    assert got.dtype == want.dtype and got.shape == want.shape == (len(images), 3, proc.image_size, proc.image_size)
+    assert got.numpy().tobytes() == want.numpy().tobytes()
+
+
+def test_fitting_an_image_first_changes_no_pixel(proc):
+    images = [_noise(w, h, mode, seed) for seed, (w, h, mode) in enumerate(NORMAL_IMAGES[:6])]
+    fitted = [proc.fit_image(im) for im in images]
+    assert all(f.size == (proc.image_size, proc.image_size) and f.mode == "RGB" for f in fitted)
+    assert torch.equal(proc.preprocess_images(fitted), proc.preprocess_images(images))
+
+
+@pytest.mark.parametrize("size", [(1, 60000), (50000, 3), (MAX_CANVAS_SIDE + 1, 7)])
+def test_an_extreme_aspect_ratio_gets_a_bounded_canvas(proc, size):
+    w, h = size
+    square = np.asarray(proc.pad_to_square(Image.new("RGB", size, (255, 0, 0))))
+    assert square.shape == (MAX_CANVAS_SIDE, MAX_CANVAS_SIDE, 3)
+    mid = (MAX_CANVAS_SIDE - 1) // 2
+    line = square[:, mid] if w < h else square[mid]
+    assert (line == [255, 0, 0]).all()  # the strip, downscaled, runs the full side through the centre
+    assert (square[0, 0] == 127).all() and (square[-1, -1] == 127).all()  # padded corners
+    assert proc.preprocess_images([Image.new("RGB", size)]).shape == (1, 3, proc.image_size, proc.image_size)
+
+
+def test_peak_memory_of_a_1x60000_png_is_bounded():
+    # A fresh interpreter (benchmarks/bench_pad.py) decodes the ~300-byte PNG and preprocesses it;
+    # padding to the raw long side would need 60000**2 * 4 B = 13.4 GiB. The bound is the
+    # MAX_CANVAS_SIDE**2 canvas (64 MiB) plus the resize's work buffers.
+    result = measure(60000, "current", cap_gib=1.0, timeout=120)
+    assert result["status"] == "ok" and result["shape"] == [1, 3, 384, 384]
+    assert result["growth_mib"] < 100, result
 
 
 def test_decode_generated_cuts_at_eos_and_strips(proc):

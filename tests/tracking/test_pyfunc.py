@@ -1,9 +1,12 @@
-"""The servable model: a tiny ColonGPT logged as pyfunc, registered, loaded and served over HTTP
-(the serve test takes about 10 s, so it is not marked slow)."""
+"""The servable model: a tiny ColonGPT logged as pyfunc, registered, loaded, and served over real HTTP
+(``mlflow models serve --env-manager local``): ONE server (module-scoped, about 10 s to start)
+answers good requests and every hostile probe, each an HTTP 400 with a clear message, and still
+answers a good request afterwards."""
 
 from __future__ import annotations
 
 import base64
+import io
 import json
 import os
 import re
@@ -15,21 +18,29 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 import mlflow
+import numpy as np
 import pandas as pd
 import pytest
 import torch
 from mlflow.exceptions import MlflowException
+from PIL import Image
 
 from colonpipe.tracking.logger import MlflowLogger
 from colonpipe.tracking.model_log import log_pyfunc_model, pinned_requirements
-from colonpipe.tracking.pyfunc import ServeConfig, decode_image, human_turn
 from colonpipe.tracking.registry import CHAMPION, register_candidate
+from colonpipe.tracking.serve_config import ServeConfig
+from colonpipe.tracking.serve_input import decode_image, human_turn
 from colonpipe.tracking.store import get_client, get_experiment_id
+from tests.bombs import ERROR_SIDE, WARNING_SIDE, b64, png_bomb
 
 QUESTION = "Categorize the object."
+NOT_BASE64 = "'image' is not valid base64 image data nor an absolute path under the serve config's image_roots"
+NO_FILE = "'image' names no readable image file under the serve config's image_roots"
+REFUSED = "decompression bomb refused before decoding"
 
 
 def _register(model_dir: Path, name: str) -> str:
@@ -49,6 +60,12 @@ def _name(request) -> str:
 
 def _b64(path: Path) -> str:
     return base64.b64encode(path.read_bytes()).decode()
+
+
+def _png(size=(24, 16), seed=0, fmt="PNG") -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(np.random.default_rng(seed).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)).save(buf, fmt)
+    return buf.getvalue()
 
 
 @pytest.fixture
@@ -81,9 +98,9 @@ def trained_final(tmp_path, tiny_model_dir) -> Path:
 def test_champion_loads_without_its_base_and_answers_like_the_trained_model(
     tracking_env, tiny_model_dir, trained_final, request
 ):
+    from colonpipe.data.images import load_rgb
     from colonpipe.infer.generate import generate_answers
     from colonpipe.infer.load import load_for_inference
-    from colonpipe.data.images import load_rgb
 
     images = tiny_model_dir.parent / "images" / "Synth"
     model, processor = load_for_inference(trained_final, threads=1)
@@ -93,9 +110,9 @@ def test_champion_loads_without_its_base_and_answers_like_the_trained_model(
     uri = _register(trained_final, _name(request))
     shutil.rmtree(trained_final.parent / "base")  # the logged model must not need it
 
-    served = mlflow.pyfunc.load_model(uri)
+    served = mlflow.pyfunc.load_model(uri, model_config={"image_roots": [str(images)]})
     frame = pd.DataFrame({
-        "image": [_b64(images / "0.png"), str(images / "1.png")],  # base64 bytes, then a path
+        "image": [_b64(images / "0.png"), str(images / "1.png")],  # base64 bytes, then an allowed path
         "question": [QUESTION, "<image>\nWhere is polyp?"],  # "<image>\n" added to the first
         "task": ["cls", None],
     })
@@ -103,14 +120,20 @@ def test_champion_loads_without_its_base_and_answers_like_the_trained_model(
     assert served.metadata.get_input_schema().input_names() == ["image", "question", "task"]
     with pytest.raises(MlflowException, match="row 0: unknown task 'seg'"):
         served.predict(frame.assign(task=["seg", "cls"]))
+    with pytest.raises(MlflowException, match=r"row 1: 'image' is not valid base64 image data \(this model takes "
+                                              r"no file paths: its serve config lists no image_roots\)"):
+        mlflow.pyfunc.load_model(uri).predict(frame)
 
 
 def test_bad_rows_are_named_and_config_picks_the_budget(tmp_path):
     (tmp_path / "x.png").write_bytes(b"not a png")
-    with pytest.raises(MlflowException, match="row 3: 'image' is neither an existing file nor valid base64"):
+    allowed = ServeConfig(image_roots=[str(tmp_path)])
+    with pytest.raises(MlflowException, match=r"row 3: 'image' is not valid base64 image data \(this model "
+                                              r"takes no file paths"):
         decode_image("%%%", row=3)
-    with pytest.raises(MlflowException, match=r"row 1: .*x\.png: cannot read image"):
-        decode_image(str(tmp_path / "x.png"), row=1)
+    with pytest.raises(MlflowException, match=r"row 1: image file \(9 bytes\): cannot open image "
+                                              r"\(not a known image format\)$"):
+        decode_image(str(tmp_path / "x.png"), row=1, config=allowed)
     with pytest.raises(MlflowException, match="row 0: 'question' holds 2"):
         human_turn("<image> and <image>", row=0)
     assert human_turn("Where?", row=0) == "<image>\nWhere?"
@@ -122,13 +145,42 @@ def test_bad_rows_are_named_and_config_picks_the_budget(tmp_path):
     assert all("==" in r and "+" not in r for r in reqs) and any(r.startswith("torch==") for r in reqs)
 
 
+def test_serve_config_defaults_take_base64_only_and_bad_values_are_refused():
+    cfg = ServeConfig()
+    assert cfg.image_roots == ()
+    assert (cfg.max_rows, cfg.max_image_bytes, cfg.max_pixels, cfg.max_question_chars) == (
+        32, 16 * 2**20, 25_000_000, 2000)
+    mapping = ServeConfig(image_roots="/data/images/").to_mapping()
+    assert mapping["image_roots"] == ["/data/images"] and ServeConfig.from_mapping(mapping).image_roots == (
+        "/data/images",)
+    for bad, needle in [({"image_roots": ["data/images"]}, "absolute"), ({"image_roots": ["/"]}, "whole file system"),
+                        ({"image_roots": ["/tmp/.."]}, "whole file system"), ({"max_rows": 0}, "max_rows"),
+                        ({"max_pixels": "many"}, "max_pixels"), ({"max_image_bytes": True}, "max_image_bytes"),
+                        ({"threads": -1}, "threads")]:
+        with pytest.raises(ValueError, match=needle):
+            ServeConfig.from_mapping(bad)
+
+
+# --------------------------------------------------------------------------- one real server
+LIMITS = {"max_rows": 4, "max_image_bytes": 64 * 1024, "max_pixels": 1_000_000, "max_question_chars": 300}
+
+
+@dataclass(frozen=True)
+class Server:
+    url: str
+    root: Path  # holds the allowed folder and files outside it
+    allowed: Path  # the only image root
+    log: Path
+    proc: subprocess.Popen
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
-def _post(url: str, payload: dict) -> tuple[int, dict]:
+def _post(url: str, payload) -> tuple[int, dict]:
     req = urllib.request.Request(url, data=json.dumps(payload).encode(),
                                  headers={"Content-Type": "application/json"})
     try:
@@ -138,7 +190,7 @@ def _post(url: str, payload: dict) -> tuple[int, dict]:
         return exc.code, json.loads(exc.read())
 
 
-def _wait_healthy(url: str, proc: subprocess.Popen, log: Path, timeout: float = 90) -> None:
+def _wait_healthy(url: str, proc: subprocess.Popen, log: Path, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         assert proc.poll() is None, f"server exited ({proc.returncode}):\n{log.read_text()[-3000:]}"
@@ -152,29 +204,47 @@ def _wait_healthy(url: str, proc: subprocess.Popen, log: Path, timeout: float = 
     raise AssertionError(f"server not healthy after {timeout} s:\n{log.read_text()[-3000:]}")
 
 
-def test_mlflow_models_serve_answers_a_real_request(tracking_env, venv_env, tiny_model_dir, tmp_path, request):
-    uri = _register(tiny_model_dir, _name(request))
-    port, log = _free_port(), tmp_path / "serve.log"
-    mlflow_bin = str(Path(sys.executable).parent / "mlflow")
-    env = venv_env(HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
+def _files(root: Path) -> Path:
+    """The allowed root with good, hostile and unreadable entries; secrets beside it."""
+    allowed = root / "allowed"
+    (allowed / "sub").mkdir(parents=True)
+    (allowed / "ok.png").write_bytes(_png(seed=1))
+    (allowed / "sub" / "ok.jpg").write_bytes(_png(seed=2, fmt="JPEG"))
+    (allowed / "big.png").write_bytes(_png((200, 200), seed=3))  # > 64 KiB of noise
+    (allowed / "bomb.png").write_bytes(png_bomb(ERROR_SIDE, ERROR_SIDE))
+    (allowed / "folder.png").mkdir()
+    os.mkfifo(allowed / "fifo.png")  # opening it for reading would block a naive server forever
+    secret = root / "secret.png"
+    secret.write_bytes(_png(seed=4))  # a valid image: refused for where it is, not for what it is
+    secret.chmod(0o600)
+    (allowed / "link_in.png").symlink_to(allowed / "ok.png")
+    (allowed / "link_out.png").symlink_to(secret)
+    (allowed / "dir_out").symlink_to(root, target_is_directory=True)
+    return allowed
+
+
+@pytest.fixture(scope="module")
+def server(mlflow_store, tiny_model_dir, tmp_path_factory):
+    """``mlflow models serve`` of the tiny champion, image root and small limits set at serve time."""
+    root = tmp_path_factory.mktemp("serve")
+    allowed = _files(root)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLFLOW_TRACKING_URI", mlflow_store)
+        mp.setenv("MLFLOW_EXPERIMENT_NAME", "exp_pyfunc_serve_probes")
+        uri = _register(tiny_model_dir, "pyfunc_serve_probes")
+        env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1",
+               "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+               "MLFLOW_PYFUNC_INFERENCE_CONFIG": json.dumps({"image_roots": [str(allowed)], **LIMITS})}
+    port, log = _free_port(), root / "serve.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(
-            [mlflow_bin, "models", "serve", "-m", uri, "--env-manager", "local", "-p", str(port),
-             "--host", "127.0.0.1", "-w", "1"],
-            env=env, cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+            [str(Path(sys.executable).parent / "mlflow"), "models", "serve", "-m", uri, "--env-manager", "local",
+             "-p", str(port), "--host", "127.0.0.1", "-w", "1"],
+            env=env, cwd=root, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         base = f"http://127.0.0.1:{port}"
         _wait_healthy(f"{base}/ping", proc, log)
-        image = tiny_model_dir.parent / "images" / "Synth" / "2.png"
-        rows = [[_b64(image), QUESTION, "cls"], [str(image), "<image>\nWhere is polyp?", "rec"]]
-        status, body = _post(f"{base}/invocations", {"dataframe_split": {
-            "columns": ["image", "question", "task"], "data": rows}})
-        assert status == 200, body
-        answers = body["predictions"]
-        assert len(answers) == 2 and all(isinstance(a, str) for a in answers)
-        status, body = _post(f"{base}/invocations", {"dataframe_split": {
-            "columns": ["image", "question"], "data": [["bm90IGFuIGltYWdl", QUESTION]]}})
-        assert status == 400 and "row 0: base64 image (12 bytes): cannot read image" in body["message"]
+        yield Server(f"{base}/invocations", root, allowed, log, proc)
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         try:
@@ -182,3 +252,120 @@ def test_mlflow_models_serve_answers_a_real_request(tracking_env, venv_env, tiny
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+
+
+def _rows(server: Server, rows: list[list], columns=("image", "question", "task")) -> tuple[int, dict]:
+    return _post(server.url, {"dataframe_split": {"columns": list(columns), "data": rows}})
+
+
+def _refused(server: Server, image, *, question=QUESTION, task="cls") -> str:
+    """POST one row, assert HTTP 400 and that nothing submitted or on disk is echoed; the message."""
+    status, body = _rows(server, [[image, question, task]])
+    assert status == 400, body
+    message = body["message"]
+    assert str(server.root) not in message and "stack_trace" not in body
+    assert not (isinstance(image, str) and len(image) > 8 and image in message)
+    return message
+
+
+def _good(server: Server) -> list[list]:
+    """Four rows: base64 PNG, base64 JPEG (starts with '/9j/', not a path), allowed path, allowed symlink."""
+    ok = server.allowed / "ok.png"
+    return [[_b64(ok), QUESTION, "cls"], [_b64(server.allowed / "sub/ok.jpg"), "Where is polyp?", "rec"],
+            [str(ok), QUESTION, None], [str(server.allowed / "link_in.png"), QUESTION, "reg"]]
+
+
+def _answers(server: Server) -> list[str]:
+    status, body = _rows(server, _good(server))
+    assert status == 200, body
+    assert len(body["predictions"]) == 4 and all(isinstance(a, str) for a in body["predictions"])
+    return body["predictions"]
+
+
+def test_the_server_answers_base64_and_paths_under_its_root(server):
+    rows = _good(server)
+    assert rows[1][0].startswith("/9j/")
+    answers = _answers(server)
+    assert answers[0] == answers[2] == answers[3]  # the same image by base64, by path, by symlink (greedy)
+
+
+@pytest.mark.parametrize("probe", ["/etc/passwd", "secret", "/proc/self/environ", "dotdot", "dotdot-deep"])
+def test_paths_outside_the_root_are_never_opened(server, probe):
+    image = {"secret": str(server.root / "secret.png"),  # a 0600 file of the serving user, a valid PNG
+             "dotdot": f"{server.allowed}/../secret.png",
+             "dotdot-deep": f"{server.allowed}/sub/../../../../../etc/passwd"}.get(probe, probe)
+    assert _refused(server, image) == f"row 0: {NOT_BASE64}"
+
+
+@pytest.mark.parametrize("probe", ["missing.png", "sub/missing.png", "folder.png", "fifo.png", "link_out.png",
+                                   "dir_out/secret.png", "unreadable.png"])
+def test_missing_and_unreadable_files_under_the_root_give_one_error(server, probe):
+    if probe == "unreadable.png":
+        if os.geteuid() == 0:
+            pytest.skip("root reads a 0000 file; folder.png and fifo.png stand for unreadable files here")
+        path = server.allowed / probe
+        path.write_bytes(_png(seed=5))
+        path.chmod(0)
+    assert _refused(server, str(server.allowed / probe)) == f"row 0: {NO_FILE}"
+
+
+def test_limits_give_400_naming_the_serve_config_key(server):
+    ok = _b64(server.allowed / "ok.png")
+    status, body = _rows(server, [[ok, QUESTION, "cls"]] * 5)
+    assert status == 400 and body["message"] == (
+        "request has 5 rows; this model answers at most 4 per request (serve config max_rows)")
+    big = server.allowed / "big.png"
+    for image in (_b64(big), str(big)):
+        message = _refused(server, image)
+        assert message.startswith("row 0: image is ")
+        assert message.endswith("bytes; the limit is 65,536 (serve config max_image_bytes)")
+    message = _refused(server, ok, question="x" * 301)
+    assert message == "row 0: 'question' is 301 characters; the limit is 300 (serve config max_question_chars)"
+
+
+@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")
+@pytest.mark.parametrize("side", [ERROR_SIDE, WARNING_SIDE, 2000], ids=["pil-error", "pil-warning", "serve-limit"])
+def test_pixel_bombs_are_refused_from_the_header(server, side):
+    message = _refused(server, b64(png_bomb(side, side)))
+    assert message.startswith("row 0: base64 image (") and REFUSED in message and "max_pixels" in message
+    if side == 2000:
+        assert "2000x2000 = 4,000,000 pixels, over the limit of 1,000,000" in message
+    assert _refused(server, str(server.allowed / "bomb.png")).startswith("row 0: image file (69 bytes): " + REFUSED)
+
+
+@pytest.mark.parametrize("image,needle", [
+    ("%%% not base64 %%%", NOT_BASE64), ("QUJD", "cannot open image (not a known image format)"),
+    ("data:image/png;base64,@@@@", NOT_BASE64), ("", "'image' must be a non-empty base64 string"),
+])
+def test_garbage_images_give_400(server, image, needle):
+    assert needle in _refused(server, image)
+
+
+@pytest.mark.parametrize("row,needle", [
+    ([123, QUESTION, "cls"], "row 0: 'image' must be a non-empty base64 string, got int"),
+    ([None, QUESTION, "cls"], "row 0: 'image' must be a non-empty base64 string, got NoneType"),
+    ([["a", "b"], QUESTION, "cls"], "row 0: 'image' must be a non-empty base64 string, got list"),
+    (["QUJD", 123, "cls"], "row 0: 'question' must be a non-empty string, got int"),
+    (["QUJD", None, "cls"], "row 0: 'question' must be a non-empty string, got NoneType"),
+    (["QUJD", QUESTION, 7], "row 0: unknown task 7 (known: cls, reg, rec, cap)"),
+    (["QUJD", QUESTION, "seg"], "row 0: unknown task 'seg' (known: cls, reg, rec, cap)"),
+    (["QUJD", QUESTION, "x" * 5000], "row 0: unknown task 'xxxx"),
+])
+def test_wrong_types_and_values_give_400(server, row, needle):
+    status, body = _rows(server, [row])
+    assert status == 400 and body["message"].startswith(needle) and len(body["message"]) < 200, body
+
+
+def test_malformed_requests_give_400(server):
+    status, body = _rows(server, [["QUJD", QUESTION]], columns=("image", "prompt"))
+    assert status == 400 and "question" in body["message"]
+    status, body = _post(server.url, {"dataframe_split": {"columns": ["image"], "data": "not rows"}})
+    assert status == 400
+
+
+def test_the_server_still_answers_after_every_probe(server):
+    first = _answers(server)
+    for image in ("/etc/passwd", str(server.allowed / "fifo.png"), b64(png_bomb(ERROR_SIDE, ERROR_SIDE))):
+        _refused(server, image)
+    assert _answers(server) == first
+    assert server.proc.poll() is None

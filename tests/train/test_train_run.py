@@ -118,14 +118,15 @@ def test_greedy_answer_is_learned(finetuned_full):
 
 
 def test_bad_records_are_skipped_and_reported(tiny_base, tmp_path):
-    data = make_records(tmp_path, 24, bad={1: "corrupt", 2: "missing", 3: "malformed"})
+    data = make_records(tmp_path, 25, bad={1: "corrupt", 2: "missing", 3: "malformed", 4: "bomb"})
     out = tmp_path / "align"
     p = TrainParams(**{**FAST, "epochs": 1}, parts=PartsParams(llm="frozen"))
     metrics = run_training(p, TrainPaths(tiny_base, data, tmp_path / "images", out), stage="align")
-    assert metrics["skipped_records"] == 3 and metrics["steps"] == 3  # 21 usable / batch 8
+    assert metrics["skipped_records"] == 4 and metrics["steps"] == 3  # 21 usable / batch 8
     report = json.loads((out / "final" / "data_report.json").read_text())["skipped"]
     reasons = {r["index"]: r["reason"] for r in report}
     assert "cannot open image" in reasons[1] and "No such file" in reasons[2] and "gpt turn" in reasons[3]
+    assert "decompression bomb refused before decoding" in reasons[4]
     assert not (out / "final" / ck.ADAPTER_DIR).exists() and not (out / "final" / ck.FULL_PARTS_FILE).exists()
 
 

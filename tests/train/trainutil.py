@@ -14,6 +14,7 @@ import yaml
 from PIL import Image
 
 from colonpipe.params import TinyModelParams
+from tests.bombs import write_bomb
 
 COLOURS = {"polyp": (200, 40, 40), "ulcer": (40, 200, 40), "erosion": (40, 40, 200)}
 QUESTION = "<image>\nClassify the object's category."
@@ -21,7 +22,8 @@ QUESTION = "<image>\nClassify the object's category."
 
 def make_records(root: Path, n: int, *, bad: dict[int, str] | None = None) -> Path:
     """``n`` CLS records (one image each) under ``root``; ``bad`` maps a position to a
-    defect: ``"corrupt"`` (not an image), ``"missing"`` (no file) or ``"malformed"`` (no gpt turn)."""
+    defect: ``"corrupt"`` (not an image), ``"missing"`` (no file), ``"malformed"`` (no gpt turn)
+    or ``"bomb"`` (a decompression bomb: a PNG header declaring 1e10 pixels)."""
     rng = np.random.default_rng(0)
     img_dir = root / "images" / "Synth"
     img_dir.mkdir(parents=True, exist_ok=True)
@@ -40,6 +42,8 @@ def make_records(root: Path, n: int, *, bad: dict[int, str] | None = None) -> Pa
             path.unlink()
         elif kind == "malformed":
             turns = turns[:1]
+        elif kind == "bomb":
+            write_bomb(path)
         records.append({"id": f"Synth/{i}.png", "image": str(i), "conversations": turns})
     out = root / "train.json"
     out.write_text(json.dumps(records))
