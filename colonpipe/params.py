@@ -481,3 +481,20 @@ def flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
             out.update(flatten(v, f"{prefix}.{k}" if prefix else str(k)))
         return out
     return {prefix: obj}
+
+
+# --------------------------------------------------------------------------- override points
+def check_point(raw: Any, *, point: str) -> Optional[dict[str, Any]]:
+    """Build one override point's params through the section dataclasses, before it runs.
+
+    ``raw`` is a whole ``params.yaml`` mapping with the point's overrides applied (a sweep
+    point, a pipeline run's ``params``); ``point`` names it in the error, e.g.
+    ``sweep point 2 (finetune.lr="x")``. The schema is colonpipe's: it applies when every
+    top-level key of ``raw`` is one of ``SECTIONS``. Another project's params file (the
+    flows run any DVC repo) is not checked here and gives None.
+    Returns ``{section: dataclass}``; raises ``ParamsError`` (``<point>: N problem(s):``
+    then one ``<dotted key>: <problem>`` per line).
+    """
+    if isinstance(raw, dict) and (not raw or set(raw) - set(SECTIONS)):
+        return None
+    return parse_params(raw, source=point)

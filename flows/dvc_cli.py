@@ -6,6 +6,12 @@ Contract:
   On any exception in the caller's thread (Prefect's cancellation raises ``TerminationSignal``,
   Ctrl-C raises ``KeyboardInterrupt``) the whole group (dvc and the stage command it started)
   gets SIGTERM, then SIGKILL after ``grace_s`` seconds, before the exception propagates.
+  The pipe is read with a deadline, never to EOF: once the command itself has exited, a
+  descendant that inherited the pipe (a daemon) gets ``drain_s`` seconds, then is ignored.
+  ``timeout_s`` bounds the whole command (``CommandTimeout``).
+- ``run_logged(argv, cwd=..., log_path=...)`` runs a command that detaches daemons
+  (``dvc queue start``): output to a log file, stdin /dev/null, own session, waited for with
+  a timeout and reaped.
 - A non-zero exit raises ``CommandFailed`` whose message is the command's own error text
   (the last exception line and dvc's ``ERROR:`` lines); lock contention raises the
   ``TransientDvcError`` subclass, the only error worth a retry.
@@ -15,16 +21,21 @@ Contract:
 
 from __future__ import annotations
 
+import codecs
+import io
+import json
 import logging
 import os
 import re
+import selectors
 import signal
 import subprocess
 import sys
 import threading
+import time
 from collections import deque
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable, Optional, Sequence
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +63,10 @@ class CommandFailed(RuntimeError):
 
 class TransientDvcError(CommandFailed):
     """A failure worth retrying (a held lock, a network hiccup), not a broken stage."""
+
+
+class CommandTimeout(CommandFailed):
+    """A command ran past its ``timeout_s``; its process group was killed."""
 
 
 def dvc_executable() -> str:
@@ -87,7 +102,10 @@ def kill_group(proc: subprocess.Popen, *, grace_s: float = 10.0) -> None:
         os.killpg(proc.pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
-    proc.wait()
+    try:
+        proc.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:  # stuck in the kernel (D state): report, do not hang
+        logger.error("process %d survived SIGKILL for %.0fs; leaving it", proc.pid, grace_s)
 
 
 def kill_all_live(*, grace_s: float = 10.0) -> None:
@@ -122,6 +140,80 @@ def error_message(output: str, *, limit: int = 6) -> str:
     return "\n".join(stage_words + dvc_errors) or "(no output)"
 
 
+def _sink(out: deque[str], on_line: Callable[[str], None]) -> Callable[[str], None]:
+    def take(line: str) -> None:
+        out.append(line)
+        if line.strip():
+            on_line(line)
+    return take
+
+
+class _PipeLines:
+    """Lines from a pipe, read with a selector: no read blocks longer than its timeout.
+
+    Text is decoded like ``text=True`` would (UTF-8, errors replaced, universal newlines); a
+    line longer than ``MAX_LINE`` characters is cut into pieces so memory stays bounded.
+    """
+
+    MAX_LINE = 65536
+
+    def __init__(self, pipe):
+        self._pipe = pipe
+        self._selector = selectors.DefaultSelector()
+        self._selector.register(pipe, selectors.EVENT_READ)
+        self._text = io.IncrementalNewlineDecoder(codecs.getincrementaldecoder("utf-8")(errors="replace"),
+                                                  translate=True)
+        self._partial = ""
+        self.eof = False
+
+    def read(self, timeout: float) -> list[str]:
+        """Complete lines that arrived within ``timeout`` seconds (at EOF, the unfinished one too)."""
+        if self.eof or not self._selector.select(timeout):
+            return []
+        chunk = os.read(self._pipe.fileno(), 65536)
+        self.eof = not chunk
+        self._partial += self._text.decode(chunk, final=self.eof)
+        *lines, self._partial = self._partial.split("\n")
+        if self._partial and (self.eof or len(self._partial) > self.MAX_LINE):
+            lines.append(self._partial)
+            self._partial = ""
+        return lines
+
+    def close(self) -> None:
+        self._selector.close()
+        self._pipe.close()
+
+
+def _pump(proc: subprocess.Popen, lines: _PipeLines, take: Callable[[str], None], *,
+          timeout_s: Optional[float], drain_s: float) -> bool:
+    """Stream ``proc``'s lines to ``take`` until it exits; False if ``timeout_s`` ran out first.
+
+    Once ``proc`` has exited, output its descendants still write is taken for ``drain_s``
+    seconds at most: a daemon that inherited the pipe must not hold the caller.
+    """
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    drain_until = None
+    while True:
+        if lines.eof:
+            try:
+                proc.wait(timeout=0.2)
+            except subprocess.TimeoutExpired:
+                pass
+        for line in lines.read(0.2):
+            take(line)
+        now = time.monotonic()
+        if proc.poll() is not None:
+            if lines.eof:
+                return True
+            drain_until = drain_until or now + drain_s
+            if now >= drain_until:
+                logger.warning("%s exited but a process it started still holds its output open; "
+                               "not reading it further", " ".join(proc.args[:3]))
+                return True
+        elif deadline is not None and now >= deadline:
+            return False
+
+
 def run_command(
     argv: Sequence[str],
     *,
@@ -129,38 +221,95 @@ def run_command(
     env: dict[str, str] | None = None,
     on_line: Callable[[str], None] | None = None,
     grace_s: float = 10.0,
+    timeout_s: Optional[float] = None,
+    drain_s: float = 2.0,
 ) -> str:
-    """Run ``argv`` in its own process group; stream lines to ``on_line``; return all output."""
-    on_line = on_line or logger.info
+    """Run ``argv`` in its own process group; stream lines to ``on_line``; return all output.
+
+    ``on_line`` runs in the caller's thread, so an exception it raises (or a signal's) kills the
+    group like any other. ``timeout_s`` (None: no limit) kills the group and raises
+    ``CommandTimeout``. The output is never read to EOF blindly (see ``_pump``).
+    """
     proc = subprocess.Popen(
         list(argv), cwd=str(cwd), env=env if env is not None else child_env(),
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-        text=True, errors="replace", bufsize=1, start_new_session=True,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
     )
     with _LIVE_LOCK:
         _LIVE.add(proc)
     out: deque[str] = deque(maxlen=2000)
+    lines = _PipeLines(proc.stdout)
     try:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            line = line.rstrip("\n")
-            out.append(line)
-            if line.strip():
-                on_line(line)
-        proc.wait()
+        finished = _pump(proc, lines, _sink(out, on_line or logger.info), timeout_s=timeout_s, drain_s=drain_s)
     except BaseException:
         logger.warning("interrupted: stopping process group %d (%s)", proc.pid, " ".join(argv[:3]))
         kill_group(proc, grace_s=grace_s)
         raise
     finally:
+        lines.close()
         with _LIVE_LOCK:
             _LIVE.discard(proc)
     text = "\n".join(out)
-    if proc.returncode != 0:
-        message = error_message(text)
+    if not finished:
+        kill_group(proc, grace_s=grace_s)
+        raise CommandTimeout(f"{' '.join(argv[:4])}: no result after {timeout_s:.0f}s; stopped it\n"
+                             + error_message(text), returncode=proc.returncode, output=text)
+    return _checked(proc.returncode, text)
+
+
+def _checked(returncode: int, text: str) -> str:
+    """``text`` for a zero exit; else the typed error carrying the command's own message."""
+    if returncode != 0:
         kind = TransientDvcError if is_transient(text) else CommandFailed
-        raise kind(message, returncode=proc.returncode, output=text)
+        raise kind(error_message(text), returncode=returncode, output=text)
     return text
+
+
+def run_logged(
+    argv: Sequence[str],
+    *,
+    cwd: str | Path,
+    log_path: str | Path,
+    env: dict[str, str] | None = None,
+    timeout_s: float = 120.0,
+    grace_s: float = 10.0,
+) -> str:
+    """Run a command that leaves daemons behind (``dvc queue start``) without a pipe to it.
+
+    Its stdout and stderr are appended to ``log_path`` (which its daemons inherit), stdin is
+    /dev/null, and it gets its own session. It is waited for at most ``timeout_s`` seconds
+    and reaped (no zombie); past that its process group is killed and ``CommandTimeout``
+    raised. Returns what it wrote to the log (its last 1 MiB); a non-zero exit raises
+    ``CommandFailed`` / ``TransientDvcError`` as ``run_command`` does.
+    """
+    log_path = Path(log_path)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("ab") as log:
+        start = log.tell()
+        proc = subprocess.Popen(list(argv), cwd=str(cwd), env=env if env is not None else child_env(),
+                                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    with _LIVE_LOCK:
+        _LIVE.add(proc)
+    try:
+        proc.wait(timeout=timeout_s)
+    except BaseException as exc:
+        kill_group(proc, grace_s=grace_s)
+        if isinstance(exc, subprocess.TimeoutExpired):
+            raise CommandTimeout(f"{' '.join(argv[:4])}: still running after {timeout_s:.0f}s; stopped it "
+                                 f"(log: {log_path})", returncode=proc.returncode, output="") from None
+        raise
+    finally:
+        with _LIVE_LOCK:
+            _LIVE.discard(proc)
+    return _checked(proc.returncode, read_log(log_path, start=start))
+
+
+def read_log(path: str | Path, *, start: int = 0, limit: int = 1 << 20) -> str:
+    """Text of log ``path`` from byte ``start`` on, at most its last ``limit`` bytes."""
+    path = Path(path)
+    with path.open("rb") as fh:
+        fh.seek(max(start, path.stat().st_size - limit))
+        return fh.read().decode("utf-8", errors="replace")
 
 
 def _dot_graph(repo: Path, targets: Iterable[str]) -> tuple[list[str], list[tuple[str, str]]]:
@@ -208,8 +357,6 @@ def format_overrides(overrides: dict[str, object] | Sequence[str] | None) -> lis
     if not overrides:
         return []
     if isinstance(overrides, dict):
-        import json
-
         return [f"{k}={json.dumps(v)}" for k, v in overrides.items()]  # strings double-quoted
     return [str(o) for o in overrides]
 

@@ -1,11 +1,11 @@
-"""DVC experiments for sweeps: grid expansion, queue status, and ``dvc exp show --json`` records.
+"""DVC experiments for sweeps: grid expansion and ``dvc exp show --json`` records.
 
 Contract:
 - ``expand_points(grid=..., points=...)``: a grid ``{key: [values]}`` (cartesian product, keys
   in the given order) and/or a list of override dicts -> one list of ``key=value`` strings
   per experiment (DVC's ``-S`` syntax).
-- ``queue_states(text)`` parses ``dvc queue status`` into ``{name: status}``.
-- ``experiment_records(show_json)`` flattens ``dvc exp show --json`` into one ``ExpRecord``
+- ``experiment_records(show)`` flattens ``dvc exp show --json`` (or ``ExpState.dumpd()``
+  from DVC's API, the same data) into one ``ExpRecord``
   per named experiment: status, rev, flat params ``a.b.c`` and flat metrics
   ``<metrics file>:<dotted key>`` (the names ``dvc exp show --sort-by`` accepts).
 - ``metric_value(metrics, metric)`` finds ``file:key`` exactly, or ``key`` in a single file.
@@ -59,16 +59,6 @@ def expand_points(
     if len({tuple(p) for p in out}) != len(out):
         raise ValueError(f"sweep: duplicate points in {out}")
     return out
-
-
-def queue_states(status_text: str) -> dict[str, str]:
-    """``dvc queue status`` table -> ``{experiment name: status (lower case)}``."""
-    states: dict[str, str] = {}
-    for line in status_text.splitlines():
-        cols = line.split()
-        if len(cols) >= 4 and cols[0] != "Task" and not line.startswith("Worker"):
-            states[cols[1]] = cols[-1].lower()
-    return states
 
 
 def _flatten(obj: Any, prefix: str = "") -> dict[str, Any]:

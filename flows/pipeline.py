@@ -6,9 +6,10 @@ date, restores cached outputs and writes ``dvc.lock``; Prefect adds the schedule
 task run per stage (state, streamed logs, duration), retries for transient errors only,
 and a link to the MLflow parent run that groups the stages' runs.
 
-Param overrides use DVC's own ``-S`` syntax and code (``key=value``, unknown keys are an
-error), applied to the workspace ``params.yaml`` exactly as ``dvc exp run -S`` does in
-the workspace; with ``exp_name`` the finished workspace is saved as a DVC experiment
+Param overrides use DVC's own ``-S`` syntax and code (``key=value``), checked first
+(``flows.overrides``: existing keys only, no file prefix or interpolation, values built
+through colonpipe's params schema), then applied to the workspace ``params.yaml`` exactly
+as ``dvc exp run -S`` does in the workspace; with ``exp_name`` the finished workspace is saved as a DVC experiment
 (``dvc exp save``), so ``dvc exp show`` lists the run next to hand-made experiments.
 """
 
@@ -22,6 +23,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run as current_flow_run
 
 from flows import dvc_cli
+from flows import overrides as ovr
 from flows.mlflow_runs import close_run, open_run, parent_env, publish_run_link, tracking_uri
 
 
@@ -46,7 +48,9 @@ def list_stages(repo: str, targets: Optional[list[str]] = None) -> list[str]:
 
 @task(cache_policy=NO_CACHE, name="apply-params", retries=0)
 def apply_params(repo: str, overrides: list[str]) -> None:
-    """Apply ``-S``-style overrides to ``params.yaml`` in the workspace."""
+    """Check ``-S``-style overrides (``flows.overrides``), then apply them to the workspace's
+    ``params.yaml``; a bad one fails here, before the file or any stage is touched."""
+    ovr.check_point(repo, overrides, point=f"{Path(repo) / ovr.PARAMS_FILE}: cannot apply overrides {overrides}")
     dvc_cli.apply_overrides(repo, overrides)
     get_run_logger().info("params.yaml overrides applied: %s", overrides)
 

@@ -5,7 +5,15 @@ queued with ``dvc exp run --queue -S key=value -n <name>``, then ``dvc queue sta
 runs them, N at a time, each in its own temp workspace sharing DVC's cache. So
 ``dvc exp show`` lists exactly the experiments the flow ran, with their metrics columns.
 
-The flow then reads ``dvc exp show --json``, names the best experiment by ``metric``, and
+Every point's overrides are checked first (``flows.overrides``): a bad key or value fails
+the flow before any experiment is queued. ``dvc queue start`` detaches its workers, so
+its output goes to ``.dvc/tmp/colonpipe/queue-start.log`` (never a pipe) and the flow
+decides completion by polling the queue through DVC's Python API (``flows.dvc_queue``),
+each poll bounded. When every experiment of the sweep is final the workers are stopped:
+``dvc queue stop``, then SIGTERM / SIGKILL for a worker that lingers (DVC's workers can
+outlive an empty queue), unless other experiments still use them.
+
+The flow then reads DVC's ``exp show`` records, names the best experiment by ``metric``, and
 logs one MLflow parent run with one child per experiment (params, metrics, status; a
 failed experiment's child carries its error). A failed experiment is reported (its task
 run fails with the experiment's own error text) while the others go on; the flow fails
@@ -14,7 +22,7 @@ only when every experiment failed.
 
 from __future__ import annotations
 
-import json
+import re
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -27,6 +35,8 @@ from prefect.runtime import flow_run as current_flow_run
 
 from flows import dvc_cli
 from flows import dvc_experiments as dx
+from flows import dvc_queue as dq
+from flows import overrides as ovr
 from flows.mlflow_runs import RunRef, close_run, open_run, publish_run_link, tracking_uri
 
 EXP_NAME_TAG = "colonpipe.dvc_exp_name"  # set by colonpipe.tracking on a dvc exp's parent run
@@ -36,10 +46,14 @@ class ExperimentFailed(RuntimeError):
     """One sweep point failed; the message is the experiment's own error."""
 
 
-def _dvc(args: list[str], repo: str, *, quiet: bool = False) -> str:
+QUEUE_LOG = Path(".dvc") / "tmp" / "colonpipe" / "queue-start.log"  # `dvc queue start`'s output
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+def _dvc(args: list[str], repo: str, *, quiet: bool = False, timeout_s: float = 600.0) -> str:
     log = get_run_logger()
-    return dvc_cli.run_command([dvc_cli.dvc_executable(), *args], cwd=repo,
-                               env=_queue_env(), on_line=(lambda _l: None) if quiet else log.info)
+    return dvc_cli.run_command([dvc_cli.dvc_executable(), *args], cwd=repo, env=_queue_env(),
+                               on_line=(lambda _l: None) if quiet else log.info, timeout_s=timeout_s)
 
 
 def _queue_env() -> dict[str, str]:
@@ -59,6 +73,21 @@ def _only_transient(task, task_run, state) -> bool:
     return False
 
 
+@task(cache_policy=NO_CACHE, name="check-overrides")
+def check_points(repo: str, overrides: dict[str, list[str]], targets: Optional[list[str]]) -> None:
+    """Every point's overrides and the targets are valid (``flows.overrides``) before any is queued."""
+    for i, ov in enumerate(overrides.values(), start=1):
+        ovr.check_point(repo, ov, point=f"sweep point {i} ({' '.join(ov)})")
+    ovr.check_targets(repo, targets or [], what="sweep targets")
+    get_run_logger().info("%d sweep points checked against %s", len(overrides), Path(repo) / ovr.PARAMS_FILE)
+
+
+@task(cache_policy=NO_CACHE, name="queue-snapshot")
+def queue_snapshot(repo: str) -> list[str]:
+    """Stash revs already in the queue: earlier tasks that may share this sweep's names."""
+    return sorted(t.rev for t in dq.bounded(dq.queue_tasks, repo, timeout_s=120))
+
+
 @task(cache_policy=NO_CACHE, name="queue-experiment", task_run_name="queue-{name}", retries=3, retry_delay_seconds=5,
       retry_condition_fn=_only_transient)
 def queue_experiment(repo: str, name: str, overrides: list[str], targets: Optional[list[str]] = None) -> None:
@@ -67,49 +96,78 @@ def queue_experiment(repo: str, name: str, overrides: list[str], targets: Option
     _dvc(["exp", "run", "--queue", *sets, "-n", name, *(targets or [])], repo)
 
 
-@task(cache_policy=NO_CACHE, name="run-queue")
-def run_queue(repo: str, names: list[str], *, jobs: int, timeout_s: float, poll_s: float = 3.0) -> dict[str, str]:
-    """``dvc queue start -j jobs``, then wait until every named experiment has finished."""
+def _start_workers(repo: str, jobs: int) -> None:
+    """``dvc queue start -j jobs``: its workers detach, so its output goes to a log file, never a pipe."""
     log = get_run_logger()
-    _dvc(["queue", "start", "-j", str(jobs)], repo)
-    deadline = time.monotonic() + timeout_s
-    seen: dict[str, str] = {}
+    text = dvc_cli.run_logged([dvc_cli.dvc_executable(), "queue", "start", "-j", str(jobs)], cwd=repo,
+                              log_path=Path(repo) / QUEUE_LOG, env=_queue_env(), timeout_s=120)
+    for line in filter(str.strip, text.splitlines()):
+        log.info("dvc queue start: %s", line)
+
+
+def _stop_unfinished(repo: str, names: list[str], mine: dict[str, dq.QueueTask]) -> None:
+    """After a timeout or cancellation: kill this sweep's running tasks, drop its queued ones."""
+    log = get_run_logger()
+    pending = [n for n in names if n not in mine or mine[n].state in dq.ACTIVE_STATES]
+    log.warning("stopping unfinished experiments %s", pending)
+    for args in (["queue", "kill", *pending], ["queue", "remove", *pending]):
+        try:
+            _dvc(args, repo, quiet=True, timeout_s=120)
+        except Exception as exc:  # best effort: they may have finished meanwhile
+            log.warning("dvc %s: %s", " ".join(args[:2]), exc)
+
+
+def _release_workers(repo: str, mine: dict[str, dq.QueueTask]) -> None:
+    """Stop the queue's workers (they may linger, see docs/orchestration.md) unless other
+    experiments still wait on them."""
+    log = get_run_logger()
     try:
-        while True:
-            states = dx.queue_states(_dvc(["queue", "status"], repo, quiet=True))
-            for name in names:
-                if states.get(name) != seen.get(name):
-                    log.info("experiment %s: %s", name, states.get(name, "unknown"))
-            seen = {n: states.get(n, "unknown") for n in names}
-            if all(s in dx.FINAL_STATES for s in seen.values()):
-                return seen
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"sweep: experiments still running after {timeout_s:.0f}s: {seen}")
-            time.sleep(poll_s)
+        others = [t.name or t.rev[:7] for t in dq.bounded(dq.queue_tasks, repo, timeout_s=120)
+                  if t.state in dq.ACTIVE_STATES and t.rev not in {m.rev for m in mine.values()}]
+        if others:
+            log.info("leaving the DVC queue workers running: other experiments use them: %s", others)
+            return
+        killed = dq.stop_workers(repo, log=log)
+    except Exception as exc:  # never hide the sweep's own result or error behind the cleanup's
+        log.warning("could not stop the DVC queue workers: %s", exc)
+        return
+    log.info("DVC queue workers stopped%s", f"; killed {'; '.join(killed)}" if killed else "")
+
+
+@task(cache_policy=NO_CACHE, name="run-queue")
+def run_queue(repo: str, names: list[str], *, jobs: int, timeout_s: float, known_revs: Optional[list[str]] = None,
+              poll_s: float = 3.0) -> dict[str, dict]:
+    """Start the workers, poll until every named experiment is final, then stop the workers.
+
+    Returns ``{name: {"state": success|failed, "rev": stash rev}}``.
+    """
+    mine: dict[str, dq.QueueTask] = {}
+    try:
+        _start_workers(repo, jobs)
+        states = dq.wait_final(repo, names, known_revs=set(known_revs or []), mine=mine, log=get_run_logger(),
+                               restart=lambda: _start_workers(repo, jobs), timeout_s=timeout_s, poll_s=poll_s)
     except BaseException:
-        pending = [n for n in names if seen.get(n) not in dx.FINAL_STATES]
-        log.warning("stopping unfinished experiments %s", pending)
-        for args in (["queue", "kill", *pending], ["queue", "remove", *pending]):
-            try:
-                _dvc(args, repo, quiet=True)
-            except Exception as exc:  # best effort: they may have finished meanwhile
-                log.warning("dvc %s: %s", " ".join(args[:2]), exc)
+        _stop_unfinished(repo, names, mine)
         raise
+    finally:
+        _release_workers(repo, mine)
+    return {n: {"state": s, "rev": mine[n].rev if n in mine else None} for n, s in states.items()}
 
 
 @task(cache_policy=NO_CACHE, name="collect-experiments")
-def collect(repo: str, names: list[str], states: dict[str, str]) -> dict[str, dict]:
-    """Records of ``names`` from ``dvc exp show --json``; failed ones get their log's error."""
-    shown = dx.experiment_records(json.loads(_dvc(["exp", "show", "--json", "--no-pager"], repo, quiet=True)))
+def collect(repo: str, names: list[str], states: dict[str, dict]) -> dict[str, dict]:
+    """Records of ``names`` from DVC's ``exp show``; failed ones get their task log's error."""
+    shown = dq.bounded(dq.show_records, repo, timeout_s=600)
+    failed = {n: st["rev"] for n, st in states.items() if st["state"] != "success" and st["rev"]}
+    logs = dq.bounded(dq.task_logs, repo, list(failed.values()), timeout_s=120) if failed else {}
     out: dict[str, dict] = {}
     for name in names:
-        rec = shown.get(name) or dx.ExpRecord(name=name, status=states.get(name, "unknown"))
-        if rec.status != "success" or states.get(name) == "failed":
+        rec = shown.get(name) or dx.ExpRecord(name=name, status=states[name]["state"])
+        if rec.status != "success" or states[name]["state"] != "success":
             rec.status = "failed"
-            try:
-                rec.error = dvc_cli.error_message(_dvc(["queue", "logs", name], repo, quiet=True))
-            except dvc_cli.CommandFailed as exc:
-                rec.error = rec.error or str(exc)
+            text = logs.get(failed.get(name, ""), "")
+            rec.error = dvc_cli.error_message(text) if text.strip() else (
+                rec.error or "no task log (it failed before its stages ran; see .dvc/tmp/exps/celery/*.out)")
         out[name] = asdict(rec)
     return out
 
@@ -210,16 +268,25 @@ def sweep(
     repo = str(Path(repo).resolve())
     point_overrides = dx.expand_points(grid, points)
     prefix = name or f"sweep-{current_flow_run.name or time.strftime('%Y%m%d-%H%M%S')}"
+    if not NAME_RE.fullmatch(prefix):
+        raise ValueError(f"sweep: name {prefix!r} must start with a letter or digit and hold only "
+                         "letters, digits, '.', '_' and '-' (it names DVC experiments)")
     overrides = {f"{prefix}-{i + 1}": ov for i, ov in enumerate(point_overrides)}
+    check_points(repo, overrides, targets)  # a bad point fails here, before any is queued
+    known = queue_snapshot(repo)
     parent = open_run(tracking_uri(repo), run_name=prefix, experiment=experiment,
                       tags={"colonpipe.kind": "sweep", "prefect.flow_run_id": str(current_flow_run.id),
                             "colonpipe.sweep_metric": metric or ""})
     publish_run_link(parent, key="mlflow-sweep-run", title="MLflow parent run of this sweep")
     ok = False
     try:
-        for exp_name, ov in overrides.items():
-            queue_experiment(repo, exp_name, ov, targets)
-        states = run_queue(repo, list(overrides), jobs=jobs, timeout_s=timeout_s)
+        try:
+            for exp_name, ov in overrides.items():
+                queue_experiment(repo, exp_name, ov, targets)
+        except BaseException:  # no half-queued sweep left for the next `dvc queue start`
+            _stop_unfinished(repo, list(overrides), {})
+            raise
+        states = run_queue(repo, list(overrides), jobs=jobs, timeout_s=timeout_s, known_revs=known)
         records = collect(repo, list(overrides), states)
         reports = {n: report_experiment(n, records[n], overrides[n], parent, return_state=True) for n in records}
         best = _publish_best(parent, records, overrides, metric=metric, mode=mode, title=f"sweep {prefix}")

@@ -1,4 +1,4 @@
-"""The DVC command-line layer under the flows: stage order, errors, process groups, sweeps' parsing."""
+"""The DVC command-line layer under the flows: stage order, errors, process groups, pipes, sweeps' parsing."""
 
 from __future__ import annotations
 
@@ -99,11 +99,7 @@ def test_grid_and_points_expand_to_override_lists():
         dx.expand_points()
 
 
-def test_queue_status_and_exp_show_parsing():
-    status = ("Task     Name    Created    Status\n7ebff88  sw-1    11:29 AM   Success\n"
-              "be91c1f  sw-2    11:29 AM   Failed\nf7f6ba4  sw-3    11:29 AM   Running\n\n"
-              "Worker status: 1 active, 0 idle\n")
-    assert dx.queue_states(status) == {"sw-1": "success", "sw-2": "failed", "sw-3": "running"}
+def test_exp_show_parsing():
     show = [{"rev": "workspace", "experiments": None},
             {"rev": "abc", "name": "main", "experiments": [
                 {"name": "sw-1", "executor": {"state": "success"}, "revs": [
@@ -129,3 +125,77 @@ def test_error_message_prefers_logged_errors_over_the_log_tail():
     assert dvc_cli.error_message(out).splitlines() == [
         "2026 ERROR stages.evaluate: pred.json: 4 records but its source has 22",
         "ERROR: failed to reproduce 'evaluate': exited with 1"]
+
+
+# A daemon that inherits the pipe, as `dvc queue start`'s workers do: own session, sleeps on.
+DAEMON_PARENT = (
+    "import subprocess, sys\n"
+    "d = subprocess.Popen([sys.executable, '-c', 'import time; print(\"daemon up\", flush=True); time.sleep(300)'],"
+    " start_new_session=True)\n"
+    "print('daemon', d.pid, flush=True)\nprint('parent done', flush=True)\n"
+)
+
+
+def _wait_gone(pid: int, timeout_s: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return not _alive(pid)
+
+
+def _daemon_pid(text: str) -> int:
+    return int(next(ln for ln in text.splitlines() if ln.startswith("daemon ")).split()[1])
+
+
+def test_a_daemon_holding_the_pipe_does_not_hold_the_caller(tmp_path):
+    start = time.monotonic()
+    text = dvc_cli.run_command([sys.executable, "-c", DAEMON_PARENT], cwd=tmp_path, on_line=lambda _l: None,
+                               drain_s=1.0)
+    took = time.monotonic() - start
+    daemon = _daemon_pid(text)
+    try:
+        assert took < 10, f"run_command waited {took:.1f}s on a pipe its daemon holds"
+        assert "parent done" in text.splitlines()
+        assert _alive(daemon)  # a daemon is not the command's to kill on success
+    finally:
+        os.kill(daemon, 9)
+    assert _wait_gone(daemon)
+
+
+def test_timeout_kills_the_group_and_says_so(tmp_path):
+    code = "import time; print('started', flush=True); time.sleep(300)"
+    start = time.monotonic()
+    with pytest.raises(dvc_cli.CommandTimeout, match=r"no result after 1s") as info:
+        dvc_cli.run_command([sys.executable, "-c", code], cwd=tmp_path, on_line=lambda _l: None, timeout_s=1,
+                            grace_s=2)
+    assert time.monotonic() - start < 10 and "started" in info.value.output
+
+
+def test_output_is_decoded_like_text_mode_and_long_lines_are_cut(tmp_path):
+    code = "import sys; sys.stdout.write('a\\r\\nb\\rc\\n' + 'x' * 200000 + '\\nno newline at end \\xe9')"
+    lines: list[str] = []
+    text = dvc_cli.run_command([sys.executable, "-c", code], cwd=tmp_path, on_line=lines.append)
+    assert lines[:3] == ["a", "b", "c"] and lines[-1] == "no newline at end \u00e9"
+    assert "".join(lines[3:-1]) == "x" * 200000 and max(map(len, lines)) <= 2 * 65536
+    assert text.endswith("no newline at end \u00e9")
+
+
+def test_run_logged_never_pipes_waits_with_a_deadline_and_reaps(tmp_path):
+    import psutil
+
+    log = tmp_path / "logs" / "start.log"
+    start = time.monotonic()
+    text = dvc_cli.run_logged([sys.executable, "-c", DAEMON_PARENT], cwd=tmp_path, log_path=log, timeout_s=30)
+    daemon = _daemon_pid(text)
+    try:
+        assert time.monotonic() - start < 10 and "parent done" in text
+        assert not [c for c in psutil.Process().children() if c.status() == psutil.STATUS_ZOMBIE]
+    finally:
+        os.kill(daemon, 9)
+    with pytest.raises(dvc_cli.CommandFailed, match="disk is on fire"):
+        dvc_cli.run_logged([sys.executable, "-c", "import sys; sys.exit('disk is on fire')"], cwd=tmp_path,
+                           log_path=log)
+    with pytest.raises(dvc_cli.CommandTimeout, match=r"still running after 1s.*start\.log"):
+        dvc_cli.run_logged([sys.executable, "-c", "import time; time.sleep(300)"], cwd=tmp_path, log_path=log,
+                           timeout_s=1, grace_s=2)
+    assert "parent done" in log.read_text() and "disk is on fire" in log.read_text()  # appended, not replaced
