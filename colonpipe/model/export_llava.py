@@ -97,9 +97,10 @@ def fold_head_bias(head_weight: torch.Tensor, head_bias: torch.Tensor, ln_weight
     head_weight W (V, d), head_bias b (V,), ln_weight gamma (d,), ln_bias beta (d,). A LayerNorm
     output is ``h = gamma * n + beta`` with ``sum(n) == 0``, so ``u = 1 / gamma`` gives
     ``u . h == u . beta`` for every input: a constant the bias can ride on. ``beta`` is shifted to
-    ``beta' = beta + s * gamma`` (s = +-1) so that ``c = u . beta'`` is at least ``d`` away from 0,
-    and ``W' = W + (b - s W gamma) u^T / c``. Computed in float64 from the values as stored in
-    ``dtype`` (``beta'`` is rounded first, so the identity holds for the stored tensors).
+    ``beta' = beta + s * gamma`` (s = +-1, the sign of ``u . beta``), so ``c = u . beta'`` has
+    ``|c| = |u . beta| + d``, far from 0, and ``W' = W + (b - s W gamma) u^T / c``. Computed in
+    float64 from the values as stored in ``dtype`` (``beta'`` is rounded first, so the identity
+    holds for the stored tensors).
     """
     gamma = ln_weight.to(dtype).double()
     if bool((gamma == 0).any()):
@@ -117,10 +118,7 @@ def fold_head_bias(head_weight: torch.Tensor, head_bias: torch.Tensor, ln_weight
 def llava_state_dict(model: ColonGPTForConditionalGeneration) -> dict[str, torch.Tensor]:
     """ColonGPT weights renamed (and the head bias folded) for ``LlavaForConditionalGeneration``."""
     config = model.config
-    if config.text_config.tie_word_embeddings:
-        raise ExportError("the LM ties lm_head to its embeddings: folding the head bias would change both")
     state = model.state_dict()
-    dtype = model.language_model.lm_head.weight.dtype
     out: dict[str, torch.Tensor] = {}
     for key, value in state.items():
         if key.startswith("vision_tower."):
@@ -133,7 +131,7 @@ def llava_state_dict(model: ColonGPTForConditionalGeneration) -> dict[str, torch
             for p in ("weight", "bias"):
                 out[f"model.{proj}{part}.{p}"] = state[f"{proj}{part}.{p}"]
     else:  # linear: linear_1 is the projector, linear_2 the identity (act is the identity too)
-        width = config.text_config.hidden_size
+        width, dtype = config.text_config.hidden_size, state[f"{proj}linear.weight"].dtype
         out[f"model.{proj}linear_1.weight"] = state[f"{proj}linear.weight"]
         out[f"model.{proj}linear_1.bias"] = state[f"{proj}linear.bias"]
         out[f"model.{proj}linear_2.weight"] = torch.eye(width, dtype=dtype)
@@ -142,8 +140,10 @@ def llava_state_dict(model: ColonGPTForConditionalGeneration) -> dict[str, torch
     head_bias = state.get("language_model.lm_head.bias")
     weight = state["language_model.lm_head.weight"]
     if head_bias is not None and bool(head_bias.any()):
+        if config.text_config.tie_word_embeddings:
+            raise ExportError("lm_head is tied to the embeddings: folding its bias would change both")
         weight, out[ln + "bias"] = fold_head_bias(weight, head_bias, out[ln + "weight"], out[ln + "bias"],
-                                                  dtype=dtype)
+                                                  dtype=weight.dtype)
     out["lm_head.weight"] = weight
     if head_bias is not None:
         out["lm_head.bias"] = torch.zeros_like(head_bias)  # see the module docstring

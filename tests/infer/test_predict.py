@@ -14,6 +14,7 @@ from colonpipe.infer.generate import generate_answers
 from colonpipe.infer.load import load_for_inference
 from colonpipe.infer.predict import human_turn, max_new_tokens_for, read_image, task_question
 from colonpipe.data.images import ImageError
+from colonpipe.cli import main as cli_main
 from colonpipe.register.commands import predict_main
 from tests.register.trained import write_training_output
 
@@ -49,9 +50,9 @@ def _expected(model_dir: Path, question: str, paths: list[Path], max_new_tokens:
 
 
 def test_three_frames_one_bad_prints_two_answers_and_one_error(tiny_model_dir, frames, capsys):
-    argv = [str(frames["a"]), str(frames["broken"]), str(frames["b"]), "--model", str(tiny_model_dir),
+    argv = ["predict", str(frames["a"]), str(frames["broken"]), str(frames["b"]), "--model", str(tiny_model_dir),
             "--batch-size", "2", "--device", "cpu"]
-    assert predict_main(argv) == 1  # one image failed
+    assert cli_main(argv) == 1  # one image failed
     out, err = capsys.readouterr()
     want = _expected(tiny_model_dir, "<image>\nCategorize the object.", [frames["a"], frames["b"]])
     assert out.splitlines() == [f"{frames['a']}\t{want[0]}", f"{frames['b']}\t{want[1]}"]
