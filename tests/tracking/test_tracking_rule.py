@@ -119,3 +119,16 @@ def test_params_reject_non_finite_floors_and_tolerances(tmp_path, key, value):
 def test_params_reject_a_non_finite_verify_delay():
     assert RegisterParams(remote_verify_s=float("nan")).validate()
     assert not RegisterParams(remote_verify_s=0.5).validate()
+
+
+def test_the_summary_shows_a_non_finite_decision():
+    from dataclasses import asdict
+
+    from colonpipe.summary import format_decision
+    from colonpipe.tracking.registry import Decision
+
+    ok, reason, comps = decide(CFG, cand(cls=NAN), CHAMP)
+    decision = Decision("m", "register", "2", "1", ok, reason, comps, "1", None).to_json()
+    lines = format_decision(json.loads(json.dumps(decision, allow_nan=False)))
+    assert "candidate nan vs 0.8000  FAIL (non-finite)" in lines[1] and "not promoted" in lines[0]
+    assert asdict(comps[0])["candidate"] != asdict(comps[0])["candidate"]  # the live object keeps the float NaN
