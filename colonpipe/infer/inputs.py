@@ -22,10 +22,12 @@ from typing import Any, Sequence
 
 import PIL
 
-from colonpipe.data import images
 from colonpipe.data.images import ImageError, ImageResolver
 from colonpipe.hashing import sha256_path
-from colonpipe.model import processing
+
+PACKAGE = Path(__file__).resolve().parents[1]
+# the source that turns an image file into pixel_values: the loader, the processor's preprocessing
+DECODE_FILES = ("data/images.py", "model/processing.py")
 
 
 def image_roots(resolver: ImageResolver) -> dict[str, str]:
@@ -63,6 +65,5 @@ def image_identities(records: Sequence[Any], resolver: ImageResolver) -> list[st
 
 
 def decode_code() -> dict[str, str]:
-    """sha256 of the image-decoding source files, and the Pillow version."""
-    files = {"colonpipe/data/images.py": images.__file__, "colonpipe/model/processing.py": processing.__file__}
-    return {**{name: sha256_path(path) for name, path in files.items()}, "pillow": PIL.__version__}
+    """sha256 of the image-decoding source files (read, not imported), and the Pillow version."""
+    return {**{f"colonpipe/{rel}": sha256_path(PACKAGE / rel) for rel in DECODE_FILES}, "pillow": PIL.__version__}
