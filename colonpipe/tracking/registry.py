@@ -208,6 +208,9 @@ def _decide_and_move(client: "MlflowClient", cfg: RegisterParams, version: str,
     notes: list[str] = []
     moved = False
     for _ in range(MAX_ROUNDS):
+        if champ == version:  # put back by a writer that re-judged in its favour
+            promoted, reason, comps = True, f"v{version} is champion", []
+            break
         promoted, reason, comps = _judge(client, cfg, metrics, champ)
         if not promoted or verify_s is None:
             if promoted:

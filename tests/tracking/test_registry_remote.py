@@ -202,7 +202,8 @@ def test_two_writers_released_together_converge_on_the_better_model(server, venv
     name = "r_race"
     seed = _seed_champion(client, name, tmp_path)
     go = tmp_path / "go"
-    writers = [_writer(venv_env, server, tmp_path, f"m{cls}", 2.0, go, [(name, cls)]) for cls in (0.6, 0.7)]
+    # 4 s: far longer than any read-to-write gap, even on a loaded 2-core box (the documented bound)
+    writers = [_writer(venv_env, server, tmp_path, f"m{cls}", 4.0, go, [(name, cls)]) for cls in (0.6, 0.7)]
     versions = _ready(go, [(name, 0.6), (name, 0.7)], writers)
     go.touch()  # both are warm with the server open: release them together
     _finish(writers)
