@@ -13,6 +13,7 @@ Contract:
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import types
 import typing
@@ -337,6 +338,8 @@ class RegisterParams:
 
     Metric names are dotted paths into the metrics JSON files, prefixed by the file stem:
     ``metrics/test.json`` ``{"cls": {"accuracy": ..}}`` -> ``test.cls.accuracy``.
+    Floors, tolerances and the verify delay must be finite numbers (YAML ``.nan``/``.inf``
+    are rejected): a NaN compares false both ways and would silently disable its check.
     """
 
     model_name: str = "colongpt"  # registered model name in MLflow
@@ -345,6 +348,8 @@ class RegisterParams:
     guards: dict[str, float] = field(default_factory=dict)  # metric -> tolerated regression (>= 0)
     floors: dict[str, float] = field(default_factory=dict)  # first model: metric -> minimum
     # (a maximum for a lower-is-better metric)
+    remote_verify_s: float = 2.0  # shared tracking server: wait this long after moving `champion`,
+    # re-read it and re-decide if another writer moved it (longer than any writer's read-to-write gap)
 
     def validate(self) -> list[str]:
         problems = []
@@ -352,7 +357,13 @@ class RegisterParams:
             problems.append("model_name must not be empty")
         if not self.primary_metric.strip():
             problems.append("primary_metric must not be empty")
-        problems += [f"guards.{k}: tolerance must be >= 0, got {v}" for k, v in self.guards.items() if v < 0]
+        for k, v in self.guards.items():
+            if not math.isfinite(v) or v < 0:
+                problems.append(f"guards.{k}: tolerance must be a finite number >= 0, got {v}")
+        problems += [f"floors.{k}: floor must be a finite number, got {v}"
+                     for k, v in self.floors.items() if not math.isfinite(v)]
+        if not math.isfinite(self.remote_verify_s) or not 0 <= self.remote_verify_s <= 600:
+            problems.append(f"remote_verify_s must be a finite number of seconds in 0..600, got {self.remote_verify_s}")
         return problems
 
 

@@ -29,15 +29,21 @@ def format_metrics(split: str, metrics: dict) -> list[str]:
     return lines
 
 
+def _number(value) -> str:
+    """4 decimals; registry.json writes a non-finite number as a string ("nan", "inf")."""
+    return f"{value:.4f}" if isinstance(value, (int, float)) else str(value)
+
+
 def format_decision(decision: dict) -> list[str]:
     """The registry decision with the numbers it compared."""
     verdict = "PROMOTED to champion" if decision.get("promoted") else "not promoted"
     lines = [f"  {decision.get('model_name')} v{decision.get('candidate_version')}: {verdict}"
              f" - {decision.get('reason')}"]
     for c in decision.get("comparisons", []):
-        ref = "-" if c.get("reference") is None else f"{c['reference']:.4f}"
-        lines.append(f"    {c['rule']:<5} {c['metric']}: candidate {c['candidate']:.4f} vs {ref}"
-                     f"  {'ok' if c.get('ok') else 'FAIL'}")
+        ref = "-" if c.get("reference") is None else _number(c["reference"])
+        note = f" ({c['note']})" if c.get("note") else ""
+        lines.append(f"    {c['rule']:<5} {c['metric']}: candidate {_number(c['candidate'])} vs {ref}"
+                     f"  {'ok' if c.get('ok') else 'FAIL'}{note}")
     lines.append(f"  champion -> v{decision.get('champion_after')}, previous -> v{decision.get('previous_after')}")
     return lines
 

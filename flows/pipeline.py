@@ -25,6 +25,7 @@ from prefect.runtime import flow_run as current_flow_run
 from flows import dvc_cli
 from flows import overrides as ovr
 from flows.mlflow_runs import close_run, open_run, parent_env, publish_run_link, tracking_uri
+from flows.registry_slot import slot_for
 
 
 def _only_transient(task, task_run, state) -> bool:
@@ -120,7 +121,8 @@ def pipeline(
     results: list[dict[str, Any]] = []
     try:
         for stage in stages:  # in the flow's thread: cancellation reaches the running stage
-            results.append(run_stage(stage, repo, force=force, env=env))
+            with slot_for(stage):  # `register` holds the cross-machine registry slot (flows/registry_slot.py)
+                results.append(run_stage(stage, repo, force=force, env=env))
         if exp_name:
             save_experiment(repo, exp_name)
     except BaseException as exc:  # Prefect's cancellation arrives as a BaseException

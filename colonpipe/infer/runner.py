@@ -25,7 +25,9 @@ from tqdm import tqdm
 
 from colonpipe import atomic
 from colonpipe.hashing import sha256_path
-from colonpipe.infer.journal import JOURNAL_GLOB, prepare_journal_dir, read_journals
+from colonpipe.data.images import ImageResolver
+from colonpipe.infer.inputs import decode_code, image_identities, image_roots
+from colonpipe.infer.journal import IMAGES_KEY, JOURNAL_GLOB, prepare_journal_dir, read_journals
 from colonpipe.infer.merge import MergeSummary, merge_predictions
 from colonpipe.infer.records import load_records
 from colonpipe.infer.worker import ShardResult, ShardSpec, result_path
@@ -63,16 +65,22 @@ class InferJob:
 
 
 def job_fingerprint(job: InferJob) -> dict[str, Any]:
-    """What the journals' contents depend on: input, model, code and decoding settings.
+    """What the journals' contents depend on: input, images, model, code and decoding settings.
 
-    Batch size, shard count and ``limit`` are left out on purpose: predictions do not depend
-    on them (tested), so changing them resumes instead of starting over.
+    ``images`` holds one identity per input position (``colonpipe.infer.inputs``); the
+    journals compare it position by position, every other key as a whole
+    (``journal.prepare_journal_dir``). Batch size, shard count and ``limit`` are left out on
+    purpose: predictions do not depend on them (tested), so changing them resumes.
     """
     package = Path(__file__).resolve().parents[1]
+    resolver = ImageResolver.from_path(job.image_root)
     return {
         "input": sha256_path(job.input_path),
+        "image_roots": image_roots(resolver),
+        IMAGES_KEY: image_identities(load_records(job.input_path), resolver),
         "model": sha256_path(job.model_dir, skip=_RESUME_STATE),
         "code": {d: sha256_path(package / d) for d in _CODE_DIRS},
+        "decode": decode_code(),
         "max_new_tokens": job.max_new_tokens,
         "min_new_tokens": job.min_new_tokens,
         "device": job.device,

@@ -7,20 +7,31 @@ The rule itself is ``colonpipe.tracking.rule.decide``. This module does the side
   ``champion`` (the candidate remembers its predecessor in tag ``colonpipe.previous_champion``
   so ``rollback`` can restore the chain);
 - every decision, with all numbers compared and the reason, is appended to
-  ``registry.json`` (``{"decisions": [...]}``, rewritten atomically) and logged to the run.
+  ``registry.json`` (``{"decisions": [...]}``, strict JSON: a NaN is written as ``"nan"``,
+  rewritten atomically) and logged to the run.
 
-Race safety: read-decide-move runs under an exclusive ``fcntl.flock`` kept next to the
-sqlite store; the champion is re-read inside the lock, and ``previous`` is set before
-``champion``, so even a crash between the two leaves both on the old champion, never
-``previous`` on the new one. With a *remote* tracking server the file lock only serialises
-processes on one machine: a team must serialise register steps itself (e.g. a Prefect
-concurrency limit of 1 on the register task).
+Race safety, in three layers:
+1. read-decide-move runs under an exclusive ``fcntl.flock`` keyed by the canonical store
+   URI (``store.canonical_uri``: every spelling of one store shares it). For a sqlite store
+   it sits next to the database; the champion is re-read inside the lock, and ``previous`` is
+   set before ``champion``, so a crash between the two leaves both on the old champion.
+2. The file lock only serialises one machine. With a *remote* store (``store.is_remote``:
+   an MLflow server, Databricks, a database server), ``promote`` also re-reads ``champion``
+   right before writing and ``register.remote_verify_s`` seconds after writing; if another
+   writer moved it in between, the candidate is re-judged against the new champion (and
+   restored over it only if it beats it), for at most ``MAX_ROUNDS`` rounds. This converges
+   on the better model as long as no writer takes longer than ``remote_verify_s`` between
+   its read and its write; MLflow has no compare-and-set, so that window cannot be closed
+   here.
+3. The flows that register take the Prefect global concurrency limit ``colonpipe-registry``
+   (``flows/registry_slot.py``), which serialises them across machines outright.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 import time
 from dataclasses import asdict, dataclass, field
@@ -30,7 +41,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Optional, Sequence
 from colonpipe import atomic
 from colonpipe.params import RegisterParams
 from colonpipe.tracking.rule import Comparison, RegistryError, check_metrics, decide, load_metrics
-from colonpipe.tracking.store import file_lock
+from colonpipe.tracking.store import file_lock, is_remote
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -41,6 +52,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 CHAMPION, PREVIOUS = "champion", "previous"
+MAX_ROUNDS = 5  # remote stores: re-decisions before giving up on a champion that keeps moving
 METRIC_TAG = "metric."
 PREV_CHAMPION_TAG = "colonpipe.previous_champion"
 
@@ -62,7 +74,18 @@ class Decision:
     time: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%S%z"))
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        """The record as strict JSON: non-finite numbers become strings ("nan", "inf")."""
+        return _json_safe(asdict(self))
+
+
+def _json_safe(obj: Any) -> Any:
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return repr(obj)
+    if isinstance(obj, dict):
+        return {k: _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_json_safe(v) for v in obj]
+    return obj
 
 
 # --------------------------------------------------------------------------- registry.json
@@ -84,7 +107,7 @@ def append_decision(path: Path, decision: Decision) -> None:
     path = Path(path)
     data = read_registry_json(path)
     data["decisions"].append(decision.to_json())
-    atomic.write_text(path, json.dumps(data, indent=2) + "\n")
+    atomic.write_text(path, json.dumps(data, indent=2, allow_nan=False) + "\n")
 
 
 # --------------------------------------------------------------------------- aliases
@@ -105,9 +128,17 @@ def alias_version(client: "MlflowClient", name: str, alias: str) -> Optional[str
     return str(version) if version is not None else None
 
 
+def _tag_number(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:  # a hand-edited tag: a broken number, which the rule never trusts
+        return math.nan
+
+
 def version_metrics(client: "MlflowClient", name: str, version: str) -> dict[str, float]:
+    """The ``metric.*`` tags of ``name`` v``version`` as numbers (an unparsable tag is NaN)."""
     tags = client.get_model_version(name, version).tags
-    return {k[len(METRIC_TAG):]: float(v) for k, v in tags.items() if k.startswith(METRIC_TAG)}
+    return {k[len(METRIC_TAG):]: _tag_number(v) for k, v in tags.items() if k.startswith(METRIC_TAG)}
 
 
 def _ensure_model(client: "MlflowClient", name: str) -> None:
@@ -144,6 +175,68 @@ def register_candidate(
     return version
 
 
+@dataclass
+class _Outcome:
+    champion_before: Optional[str]
+    promoted: bool
+    reason: str
+    comparisons: list[Comparison]
+
+
+def _move(client: "MlflowClient", name: str, version: str, champ: Optional[str]) -> None:
+    """``previous`` <- ``champ`` (remembered on ``version``), then ``champion`` <- ``version``."""
+    if champ:
+        client.set_registered_model_alias(name, PREVIOUS, champ)
+        client.set_model_version_tag(name, version, PREV_CHAMPION_TAG, champ)
+    client.set_registered_model_alias(name, CHAMPION, version)
+
+
+def _judge(client: "MlflowClient", cfg: RegisterParams, metrics: Mapping[str, float], champ: Optional[str]):
+    return decide(cfg, metrics, version_metrics(client, cfg.model_name, champ) if champ else None)
+
+
+def _decide_and_move(client: "MlflowClient", cfg: RegisterParams, version: str,
+                     metrics: Mapping[str, float], *, verify_s: Optional[float]) -> _Outcome:
+    """Judge ``version`` against the champion and move the aliases if it wins.
+
+    ``verify_s`` None (a local store, serialised by the file lock): read once, write once.
+    Otherwise the champion is re-read before the write and ``verify_s`` seconds after it,
+    and the candidate is re-judged whenever another writer moved it (see the module doc).
+    """
+    name = cfg.model_name
+    champ = before = alias_version(client, name, CHAMPION)
+    notes: list[str] = []
+    moved = False
+    for _ in range(MAX_ROUNDS):
+        if champ == version:  # put back by a writer that re-judged in its favour
+            promoted, reason, comps = True, f"v{version} is champion", []
+            break
+        promoted, reason, comps = _judge(client, cfg, metrics, champ)
+        if not promoted or verify_s is None:
+            if promoted:
+                _move(client, name, version, champ)
+            break
+        now = alias_version(client, name, CHAMPION)
+        if now == champ:
+            _move(client, name, version, champ)
+            moved = True
+            time.sleep(verify_s)
+            now = alias_version(client, name, CHAMPION)
+            if now == version:
+                break
+            notes.append(f"another writer set champion to v{now} after v{version} was set")
+        else:
+            notes.append(f"champion moved v{champ} -> v{now} while deciding")
+        champ = now
+    else:
+        promoted = alias_version(client, name, CHAMPION) == version
+        reason = f"champion kept moving for {MAX_ROUNDS} rounds; left at v{alias_version(client, name, CHAMPION)}"
+    if moved and not promoted and alias_version(client, name, PREVIOUS) != version:
+        # overwritten by a writer that never saw it as champion: it has no predecessor to restore
+        client.delete_model_version_tag(name, version, PREV_CHAMPION_TAG)
+    return _Outcome(before, promoted, "; ".join([*notes, reason]), comps)
+
+
 def promote(
     client: "MlflowClient",
     cfg: RegisterParams,
@@ -153,26 +246,21 @@ def promote(
     registry_path: Path,
     run_id: Optional[str] = None,
 ) -> Decision:
-    """Decide on candidate ``version`` and move the aliases if it wins (under the lock)."""
+    """Decide on candidate ``version`` and move the aliases if it wins (under the lock; with a
+    remote store, verified after the write: see the module doc)."""
     name = cfg.model_name
+    verify_s = cfg.remote_verify_s if is_remote(client.tracking_uri) else None
     with _registry_lock(client, name):
         read_registry_json(registry_path)  # refuse before moving anything if the log is broken
-        champ = alias_version(client, name, CHAMPION)
-        champ_metrics = version_metrics(client, name, champ) if champ else None
-        promoted, reason, comps = decide(cfg, metrics, champ_metrics)
-        if promoted:
-            if champ:
-                client.set_registered_model_alias(name, PREVIOUS, champ)
-                client.set_model_version_tag(name, version, PREV_CHAMPION_TAG, champ)
-            client.set_registered_model_alias(name, CHAMPION, version)
+        out = _decide_and_move(client, cfg, version, metrics, verify_s=verify_s)
         decision = Decision(
-            name, "register", version, champ, promoted, reason, comps,
+            name, "register", version, out.champion_before, out.promoted, out.reason, out.comparisons,
             champion_after=alias_version(client, name, CHAMPION),
             previous_after=alias_version(client, name, PREVIOUS),
             source_run_id=run_id,
         )
         append_decision(registry_path, decision)
-    logger.info("%s v%s: %s (%s)", name, version, "PROMOTED" if promoted else "not promoted", reason)
+    logger.info("%s v%s: %s (%s)", name, version, "PROMOTED" if out.promoted else "not promoted", out.reason)
     return decision
 
 

@@ -11,8 +11,10 @@ or many processes (see :mod:`colonpipe.train.engine` and :mod:`colonpipe.train.l
 - Precision: ``auto`` is bf16 (+tf32 matmuls) on GPU, fp32 on CPU.
 - One optimizer step = ``grad_accum`` micro batches per process; an epoch is
   ``floor(micro batches per rank / grad_accum)`` steps (a ragged tail is dropped).
-- Checkpoints every ``save_steps`` steps under ``<out>/checkpoints/step-N`` (atomic); ``setup``
-  resumes from the newest valid one whose hyperparameter fingerprint matches.
+- Checkpoints every ``save_steps`` steps under ``<out>/checkpoints/step-N`` (atomic, every
+  file's sha256 in its manifest); ``setup`` resumes from the newest one whose fingerprint
+  matches and whose files all verify (rank 0 hashes, then tells the other ranks; a tampered
+  one is set aside as ``step-N.rejected``, see :mod:`colonpipe.train.checkpoint`).
 - Dropout RNG is re-seeded from (seed, step, rank) every step, so a resumed run draws what the
   uninterrupted one would have.
 """
@@ -153,6 +155,7 @@ class TrainRecipe:
             attn = default_attn_implementation(torch.bfloat16 if self.bf16 else None)
         model, self.processor = load_base(self.paths.base, dtype=torch.float32, attn_implementation=attn)
         if self.paths.init_from is not None:
+            self._check_init_from()
             artifacts.load_projector(model, self.paths.init_from / ck.PROJECTOR_FILE)
             logger.info("projector initialised from %s", self.paths.init_from)
         model.config.use_cache = False
@@ -204,9 +207,28 @@ class TrainRecipe:
         self.engine = build_engine(self.model, optimizer, scheduler, p, device=self.device, bf16=self.bf16,
                                    world_size=self.info.world_size, hidden_size=self.hidden_size)
 
+    def _check_init_from(self) -> None:
+        """A stage-1 output (with a manifest) must verify; a bare projector file is only logged
+        (it is safetensors: loading it runs no code)."""
+        if (self.paths.init_from / ck.MANIFEST).is_file():
+            ck.verify_dir(self.paths.init_from)
+        else:
+            logger.warning("%s has no manifest.json: its projector cannot be verified", self.paths.init_from)
+
     # ----------------------------------------------------------------- resume
+    def _choose_checkpoint(self) -> Path | None:
+        """Rank 0 picks the newest checkpoint that verifies (hashing every file once, setting
+        tampered ones aside, see ``ck.find_latest``) and tells the other ranks."""
+        choice = [None]
+        if self.info.is_main:
+            latest = ck.find_latest(self.ckpt_root, fingerprint=self.fingerprint, set_aside=True)
+            choice = [str(latest) if latest else None]
+        if self.info.world_size > 1:
+            dist.broadcast_object_list(choice, src=0)
+        return Path(choice[0]) if choice[0] else None
+
     def _resume(self) -> None:
-        latest = ck.find_latest(self.ckpt_root, fingerprint=self.fingerprint)
+        latest = self._choose_checkpoint()
         self._barrier()  # every rank has chosen before rank 0 deletes anything
         if self.info.is_main:  # drop what this run can never resume from (see ck.prune)
             self.ckpt_root.mkdir(parents=True, exist_ok=True)  # a declared output, even if empty

@@ -66,7 +66,7 @@ def test_first_model_needs_floors_then_wins_loses_and_guards(tracking_env, cfg, 
     assert [r["candidate_version"] for r in log] == ["1", "2", "3", "4", "5"]
     assert log[3]["comparisons"][0] == {"metric": "test.cls.accuracy", "rule": "beat", "candidate": 0.6,
                                         "reference": 0.6, "higher_is_better": True, "tolerance": 0.0,
-                                        "ok": False}
+                                        "ok": False, "note": ""}
     tags = client.get_model_version(cfg.model_name, "5").tags
     assert tags["metric.test.cls.accuracy"] == "0.9" and tags["metric.test.reg.accuracy"] == "0.8"
 
@@ -95,6 +95,32 @@ def test_broken_decision_log_stops_before_any_alias_moves(tracking_env, cfg, tmp
     with pytest.raises(RegistryError, match="registry.json: not valid JSON"):
         _submit(client, cfg, tmp_path, cls=0.9)
     assert _aliases(client, cfg) == (None, None)
+
+
+def _strict_json(path: Path):
+    """Parse ``path`` as strict JSON (``NaN``/``Infinity`` tokens, which Python writes by default, raise)."""
+    def refuse(token):
+        raise ValueError(f"{path}: non-standard JSON token {token}")
+    return json.loads(path.read_text(), parse_constant=refuse)
+
+
+def test_nan_champion_is_replaced_and_a_nan_candidate_is_refused_and_logged(tracking_env, cfg, tmp_path):
+    client = MlflowClient(tracking_env)
+    metrics = {"test.cls.accuracy": float("nan"), "test.reg.accuracy": 0.9}
+    broken = register_candidate(client, cfg.model_name, str(tmp_path), run_id=None, metrics=metrics)
+    assert broken.tags["metric.test.cls.accuracy"] == "nan"
+    # a champion left by an older rule that compared NaN with nothing
+    client.set_registered_model_alias(cfg.model_name, CHAMPION, broken.version)
+    d = _submit(client, cfg, tmp_path, cls=0.4)
+    assert d.promoted and d.champion_before == "1" and "champion's test.cls.accuracy is nan" in d.reason
+    assert _aliases(client, cfg) == ("2", "1")
+
+    mv = register_candidate(client, cfg.model_name, str(tmp_path), run_id=None, metrics=metrics)
+    d = promote(client, cfg, str(mv.version), metrics, registry_path=tmp_path / "registry.json")
+    assert not d.promoted and "non-finite" in d.reason and _aliases(client, cfg) == ("2", "1")
+    log = _strict_json(tmp_path / "registry.json")["decisions"]
+    assert log[-1]["comparisons"][0]["candidate"] == "nan" and log[-1]["comparisons"][0]["note"] == "non-finite"
+    assert log[-1]["reason"] == "non-finite candidate metric(s), never promoted: test.cls.accuracy=nan"
 
 
 RACER = textwrap.dedent(

@@ -128,3 +128,33 @@ def test_changed_inputs_at_the_same_paths_do_not_resume(tiny_base, train_data, t
     config.write_text(config.read_text().replace("\n}", ',\n  "max_length": 99\n}'))  # a rebuilt base
     assert resumed_step() == 0
     assert "fingerprint differs" in caplog.text
+
+
+def test_a_tampered_checkpoint_is_never_loaded_and_resume_falls_back(tiny_base, train_data, tmp_path, caplog):
+    """Same-size edits (one byte flipped) of a resume file and of a final weight file: the
+    resume skips the edited step-4 (set aside as step-4.rejected) and resumes at step 2; the
+    final output refuses to load, naming the file."""
+    from colonpipe.train.artifacts import load_trained
+
+    paths = TrainPaths(tiny_base, train_data, train_data.parent / "images", tmp_path / "align")
+    p = load_section("align", write_params(tmp_path / "params.yaml", "align", {**ALIGN, "max_steps": 6,
+                                                                              "save_steps": 2}))
+    run_training(p, paths, stage="align")
+    root = paths.out_dir / "checkpoints"
+    assert [s for s, _ in ck.list_steps(root)] == [4, 2]
+    for path in (root / "step-4" / ck.OPTIMIZER_FILE, paths.out_dir / "final" / ck.PROJECTOR_FILE):
+        data = bytearray(path.read_bytes())
+        data[len(data) // 2] ^= 0x01
+        path.write_bytes(bytes(data))
+
+    recipe = TrainRecipe(p, paths, stage="align")
+    recipe.setup()
+    try:
+        assert recipe.state.global_step == 2 and recipe.state.resumed_from == 2
+    finally:
+        recipe.cleanup()
+    assert "optimizer.pt does not match its sha256" in caplog.text
+    assert (root / "step-4.rejected" / ck.OPTIMIZER_FILE).is_file() and not (root / "step-4").exists()
+    with pytest.raises(ValueError, match=r"final: not a usable training output: file projector.safetensors "
+                                         r"does not match its sha256"):
+        load_trained(paths.out_dir / "final")
