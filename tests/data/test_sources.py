@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from colonpipe.data.sources import READERS, list_source
+from colonpipe.data.sources import READERS, ReadOptions, list_source
 from colonpipe.data.sources.common import safe_relpath
 from colonpipe.data.sources.mask import mask_extent, mask_extents
 
@@ -26,7 +26,9 @@ def _text(path: Path, text: str) -> Path:
 
 
 def _read(fmt: str, root: Path, **kw):
-    return READERS[fmt](list_source(root), **kw)
+    if "yolo_classes" in kw:
+        kw["yolo_classes"] = tuple(kw["yolo_classes"])
+    return READERS[fmt](list_source(root), ReadOptions(**kw))
 
 
 def _kinds(result) -> list[str]:

@@ -9,15 +9,26 @@ Contract:
 - Boxes are ``(x1, y1, x2, y2)`` in inclusive 0-based source pixels; readers convert their
   format's convention (VOC is 1-based, YOLO normalised centre/size) and may return floats,
   out-of-image or inverted boxes: ``ingest`` decides what to clip or skip.
+- Pairing an annotation file with its image (``PairIndex``): same stem (an annotation suffix
+  such as ``_mask`` removed), in a parallel folder (the last folder matching the annotation
+  folder globs and the last one matching the image folder globs are treated as the same
+  slot, so ``data_C1/masks_C1/x_mask.jpg`` pairs with ``data_C1/images_C1/x.jpg``) or beside
+  it. Names an annotation spells out are matched exactly first, then ignoring case; two
+  files differing only in case are reported as ambiguous, never guessed (``PathIndex``).
 """
 
 from __future__ import annotations
 
+import fnmatch
 import math
 import os
 import posixpath
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import Any
+
+from colonpipe.params import SourceParams
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".gif", ".webp"})
 
@@ -67,6 +78,45 @@ class ReadResult:
     images: list[str] = field(default_factory=list)
     claimed: set[str] = field(default_factory=set)
     problems: list[Problem] = field(default_factory=list)
+    groups: dict[str, str] = field(default_factory=dict)  # image -> video/case id the annotation states
+
+
+@dataclass(frozen=True)
+class ReadOptions:
+    """A source's reading options, resolved to concrete values (``None``: the reader's default)."""
+
+    official_split: bool = False
+    split_aliases: Mapping[str, str] = field(default_factory=lambda: dict(SPLIT_FOLDERS))  # lower-case name
+    yolo_classes: tuple[str, ...] = ()
+    workers: int = 1
+    image_dirs: tuple[str, ...] | None = None  # folder-name globs
+    annotation_dirs: tuple[str, ...] | None = None
+    annotation_suffix: str | None = None
+    annotation_files: tuple[str, ...] | None = None  # coco: path globs of the JSON files
+    box_format: str = "xywh"  # coco bbox convention
+    category_key: str = "name"  # coco raw label: category name or id
+    label_level: int | None = None  # class_folders: folder index naming the label
+    table: Any = None  # TableParams for label_table (and image labels of other formats)
+
+    @classmethod
+    def from_source(cls, spec: SourceParams, *, workers: int = 1) -> "ReadOptions":
+        """Options of a resolved source (preset already applied)."""
+        aliases = dict(SPLIT_FOLDERS)
+        aliases.update({k.lower(): v for k, v in spec.split_folders.items()})
+        tup = lambda v: None if v is None else tuple(v)  # noqa: E731 - tiny local converter
+        return cls(official_split=spec.split == "official", split_aliases=aliases,
+                   yolo_classes=tuple(spec.yolo_classes), workers=workers, image_dirs=tup(spec.image_dirs),
+                   annotation_dirs=tup(spec.annotation_dirs), annotation_suffix=spec.annotation_suffix or None,
+                   annotation_files=tup(spec.annotation_files), box_format=spec.box_format or "xywh",
+                   category_key=spec.category_key or "name", label_level=spec.label_level, table=spec.table)
+
+
+def split_of(rel: str, aliases: Mapping[str, str] = SPLIT_FOLDERS) -> str | None:
+    """``train``/``val``/``test`` from the first split folder in ``rel`` (case-insensitive); None without one."""
+    for part in rel.split("/")[:-1]:
+        if part.lower() in aliases:
+            return aliases[part.lower()]
+    return None
 
 
 @dataclass(frozen=True)
@@ -76,6 +126,7 @@ class SourceListing:
     root: Path  # as given in params (may be relative to the working directory)
     files: tuple[str, ...]
     problems: tuple[Problem, ...] = ()
+    ignored: int = 0  # files left out by the source's ignore globs
 
     def display(self, rel: str) -> str:
         """The user-facing path of ``rel``: the root as given, joined with ``rel``."""
@@ -90,27 +141,41 @@ class SourceListing:
 
 
 def display_path(root: Path, rel: str) -> str:
-    return (PurePosixPath(root.as_posix()) / rel).as_posix()
+    """``root/rel`` as the user would type it (``../`` steps resolved: a release's JSON files)."""
+    joined = (PurePosixPath(root.as_posix()) / rel).as_posix()
+    return posixpath.normpath(joined) if rel.startswith("../") else joined
 
 
 def is_image(rel: str) -> bool:
     return PurePosixPath(rel).suffix.lower() in IMAGE_SUFFIXES
 
 
-def list_source(root: Path) -> SourceListing:
+def matches_any(name: str, globs: Sequence[str]) -> bool:
+    """Case-insensitive ``fnmatch`` of ``name`` against any of ``globs``."""
+    low = name.lower()
+    return any(fnmatch.fnmatchcase(low, g.lower()) for g in globs)
+
+
+def list_source(root: Path, ignore: Sequence[str] = ()) -> SourceListing:
     """List regular files under ``root`` (sorted, posix, relative); report escaping symlinks.
 
     A symlinked file is kept when its target stays inside the root. Symlinked folders are
-    never descended into (no loops); one pointing outside the root is reported.
+    never descended into (no loops); one pointing outside the root is reported. Paths
+    matching an ``ignore`` glob (``*`` crosses folders: ``imagesAll_positive/*``) are left
+    out silently and only counted.
     """
     real_root = root.resolve()
     files: list[str] = []
     problems: list[Problem] = []
+    ignored = 0
     for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
         dirnames.sort()
         rel_dir = Path(dirpath).relative_to(root).as_posix()
         for name in sorted(filenames + [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]):
             rel = name if rel_dir == "." else f"{rel_dir}/{name}"
+            if ignore and matches_any(rel, ignore):
+                ignored += 1
+                continue
             full = Path(dirpath) / name
             if full.is_symlink():
                 target = full.resolve()
@@ -129,7 +194,7 @@ def list_source(root: Path) -> SourceListing:
                     continue
             if full.is_file():
                 files.append(rel)
-    return SourceListing(root, tuple(sorted(files)), tuple(problems))
+    return SourceListing(root, tuple(sorted(files)), tuple(problems), ignored)
 
 
 def safe_relpath(base_dir: str, name: str) -> str | None:
@@ -145,6 +210,18 @@ def safe_relpath(base_dir: str, name: str) -> str | None:
     if joined == ".." or joined.startswith("../") or joined == ".":
         return None
     return joined
+
+
+def to_coord(value: Any) -> float:
+    """A JSON/table number as a float; ``ValueError`` for non-numbers and integers too large
+    for a float (a 400-digit integer would otherwise raise ``OverflowError`` much later)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"coordinate {value!r} is not a number")
+    try:
+        return float(value)
+    except OverflowError:
+        raise ValueError(f"coordinate is an integer of {value.bit_length()} bits, too large for a pixel "
+                         "position") from None
 
 
 def to_pixel(value: float) -> int:
@@ -183,20 +260,136 @@ def swap_folder(rel_dir: str, names: set[str], replacements: tuple[str, ...]) ->
     return out
 
 
-def find_image(ann_rel: str, index: dict[tuple[str, str], list[str]], *,
-               ann_dirs: set[str], image_dirs: tuple[str, ...]) -> tuple[str | None, list[str]]:
-    """The image paired with an annotation file by stem: ``(image or None, other matches)``.
+_SLOT = "\0"  # stands for "the image-or-annotation folder" in pairing keys
 
-    The image is looked up in the annotation's folder with an annotation-folder component
-    swapped for an image-folder one (``labels/x.txt`` -> ``images/x.jpg``), then beside it.
-    Several images with the same stem: the first in sorted order wins, the rest are returned.
+
+def slot_key(folder: str, globs: Sequence[str]) -> str | None:
+    """``folder`` lower-cased with its last component matching ``globs`` replaced by a slot marker."""
+    parts = folder.split("/") if folder else []
+    for i in range(len(parts) - 1, -1, -1):
+        if matches_any(parts[i], globs):
+            return "/".join(parts[:i] + [_SLOT] + parts[i + 1:]).lower()
+    return None
+
+
+def in_folder(rel: str, globs: Sequence[str]) -> bool:
+    """Does any folder of ``rel`` match ``globs``?"""
+    return any(matches_any(part, globs) for part in rel.split("/")[:-1])
+
+
+def below_folder(rel: str, globs: Sequence[str]) -> str | None:
+    """The folder right below the last folder of ``rel`` matching ``globs`` (None: directly in it)."""
+    parts = rel.split("/")[:-1]
+    for i in range(len(parts) - 1, -1, -1):
+        if matches_any(parts[i], globs):
+            return parts[i + 1] if i + 1 < len(parts) else None
+    return None
+
+
+class PairIndex:
+    """Images by (folder key, stem), to pair annotation files with them (module docstring)."""
+
+    def __init__(self, images: Sequence[str], image_dirs: Sequence[str]) -> None:
+        self._by: dict[tuple[str, str], list[str]] = {}
+        for rel in images:
+            parent, stem = parent_dir(rel), PurePosixPath(rel).stem
+            keys = [parent.lower()]
+            slot = slot_key(parent, image_dirs)
+            if slot is not None:
+                keys.append(slot)
+            for key in keys:
+                self._by.setdefault((key, stem), []).append(rel)
+
+    def find(self, ann_rel: str, ann_dirs: Sequence[str], suffix: str | None = None, *,
+             stem: str | None = None) -> tuple[str | None, list[str]]:
+        """``(image or None, other matches)`` for an annotation file (or an explicit ``stem`` it
+        names); the first sorted match wins."""
+        parent, stem = parent_dir(ann_rel), stem or PurePosixPath(ann_rel).stem
+        stems = [stem[: -len(suffix)]] if suffix and stem.endswith(suffix) and len(stem) > len(suffix) else []
+        stems.append(stem)
+        keys = [k for k in (slot_key(parent, ann_dirs), parent.lower()) if k is not None]
+        for key in keys:
+            for s in stems:
+                hits = sorted(h for h in self._by.get((key, s), []) if h != ann_rel)
+                if hits:
+                    return hits[0], hits[1:]
+        return None, []
+
+
+class PathIndex:
+    """Exact-then-case-insensitive lookup of a relative path among the source's images."""
+
+    def __init__(self, images: Sequence[str]) -> None:
+        self._exact = set(images)
+        self._lower: dict[str, list[str]] = {}
+        for rel in sorted(images):
+            self._lower.setdefault(rel.lower(), []).append(rel)
+
+    def lookup(self, rel: str) -> tuple[str | None, list[str]]:
+        """``(image, other case variants)``; image None with several variants means ambiguous."""
+        variants = self._lower.get(rel.lower(), [])
+        if rel in self._exact:
+            return rel, [v for v in variants if v != rel]
+        if len(variants) == 1:
+            return variants[0], []
+        return None, variants
+
+
+class NameResolver:
+    """Find the image an annotation names by a path, a file name or a stem.
+
+    Order: the key as a path relative to the root, then relative to ``base`` (the annotation
+    file's folder), exact case first (``PathIndex``); then, for a bare key, the file name and
+    then the stem among the images under ``scope`` (a folder prefix; "" = the whole root).
+    Several matches -> ``(None, matches)``: ambiguous, never guessed.
     """
-    stem = PurePosixPath(ann_rel).stem
-    for folder in swap_folder(parent_dir(ann_rel), ann_dirs, image_dirs):
-        hits = [h for h in index.get((folder.lower(), stem), []) if h != ann_rel]
-        if hits:
-            return hits[0], hits[1:]
-    return None, []
+
+    def __init__(self, images: Sequence[str], *, base: str = "", scope: str = "",
+                 paths: PathIndex | None = None) -> None:
+        self.base, self.paths = base, paths or PathIndex(images)
+        self._names: dict[str, list[str]] = {}
+        self._stems: dict[str, list[str]] = {}
+        prefix = scope.rstrip("/") + "/" if scope else ""
+        for rel in images:
+            if rel.startswith(prefix):
+                p = PurePosixPath(rel)
+                self._names.setdefault(p.name, []).append(rel)
+                self._stems.setdefault(p.stem, []).append(rel)
+
+    def resolve(self, key: str) -> tuple[str | None, list[str], bool]:
+        """``(image or None, other matches, escaped)`` for one key."""
+        key = key.strip().replace("\\", "/")
+        if not key:
+            return None, [], False
+        escaped = False
+        for base in dict.fromkeys(("", self.base)):
+            joined = safe_relpath(base, key)
+            if joined is None:
+                escaped = True
+                continue
+            image, others = self.paths.lookup(joined)
+            if image is not None or others:
+                return image, others, False
+        if escaped:
+            return None, [], True
+        name = PurePosixPath(key).name
+        hits = self._names.get(name, []) if PurePosixPath(name).suffix else []
+        if not hits:  # no extension, or another one (a table naming .png files stored as .jpg)
+            hits = self._stems.get(PurePosixPath(name).stem if PurePosixPath(name).suffix else name, [])
+        if len(hits) == 1:
+            return hits[0], [], False
+        return None, sorted(hits), False
+
+
+def case_problem(shown: str, name: str, image: str | None, others: list[str]) -> Problem | None:
+    """The report entry for a name that matches files differing only in case (None if unique)."""
+    if not others:
+        return None
+    if image is None:
+        return Problem(shown, "ambiguous_image", f"{name!r} matches {', '.join(others)}, which differ only in "
+                       "case; cannot tell which one is meant")
+    return Problem(shown, "ambiguous_image", f"{name!r} also matches {', '.join(others)} (differs only in case); "
+                   "used the exact-case match", REPAIRED)
 
 
 def read_text(path) -> str:
@@ -207,14 +400,14 @@ def read_text(path) -> str:
         raise ValueError(f"not UTF-8 text ({exc.reason})") from None
 
 
-def pair_text_files(listing: SourceListing, ann_dirs: set[str], image_dirs: tuple[str, ...],
-                    result: ReadResult, *, skip: frozenset[str] = frozenset()):
+def pair_text_files(listing: SourceListing, ann_dirs: Sequence[str], image_dirs: Sequence[str],
+                    result: ReadResult, *, suffix: str | None = None, skip: frozenset[str] = frozenset()):
     """Yield ``(txt rel, image rel, text)`` for each ``.txt`` with a matching image; report the rest."""
-    index = stem_index(result.images)
+    index = PairIndex(result.images, image_dirs)
     for rel in listing.with_suffix(".txt"):
         if rel.rsplit("/", 1)[-1].lower() in skip:
             continue
-        image, others = find_image(rel, index, ann_dirs=ann_dirs, image_dirs=image_dirs)
+        image, others = index.find(rel, ann_dirs, suffix)
         if image is None:
             result.problems.append(Problem(listing.display(rel), "annotation_without_image",
                                            "no image with the same stem"))

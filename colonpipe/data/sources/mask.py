@@ -6,8 +6,10 @@ the same file stem (any image extension), e.g. Kvasir-SEG / CVC-ClinicDB style::
     <root>/[<Split>/]images/[<label>/]x.jpg      <root>/[<Split>/]masks/[<label>/]x.png
 
 Mask folders are ``masks``, ``mask``, ``ground truth`` or ``groundtruth`` (any case); image
-folders ``images``, ``image`` or ``original``. The raw label is the folder right below the
-mask folder, or ``foreground`` when masks lie directly in it. Foreground is any pixel above
+folders ``images``, ``image`` or ``original``; ``annotation_dirs`` / ``image_dirs`` (folder
+globs, e.g. ``masks_*`` / ``images_*`` for PolypGen's numbered folders) and
+``annotation_suffix`` (``_mask``: ``x_mask.jpg`` belongs to ``x.jpg``) replace them. The raw
+label is the folder right below the mask folder, or ``foreground`` when masks lie directly in it. Foreground is any pixel above
 half the mask's range (so 0/255, 0/1, noisy JPEG and 16-bit masks all work). One object per
 mask; the mask's size travels with it so ``ingest`` can reject masks that do not fit.
 """
@@ -20,25 +22,17 @@ from concurrent.futures import ProcessPoolExecutor
 import numpy as np
 from PIL import Image
 
-from colonpipe.data.sources.common import (Problem, RawObject, ReadResult, SourceListing, find_image,
-                                           stem_index)
+from colonpipe.data.sources.common import (PairIndex, Problem, RawObject, ReadOptions, ReadResult,
+                                           SourceListing, below_folder, in_folder)
 
-MASK_DIRS = {"masks", "mask", "ground truth", "groundtruth"}
+MASK_DIRS = ("masks", "mask", "ground truth", "groundtruth")
 IMAGE_DIRS = ("images", "image", "original")
 DEFAULT_LABEL = "foreground"
 
 
-def _is_mask(rel: str) -> bool:
-    return any(part.lower() in MASK_DIRS for part in rel.split("/")[:-1])
-
-
-def mask_label(rel: str) -> str:
+def mask_label(rel: str, mask_dirs: Sequence[str] = MASK_DIRS) -> str:
     """Folder right below the (last) mask folder, else ``foreground``."""
-    parts = rel.split("/")[:-1]
-    for i in range(len(parts) - 1, -1, -1):
-        if parts[i].lower() in MASK_DIRS:
-            return parts[i + 1] if i + 1 < len(parts) else DEFAULT_LABEL
-    return DEFAULT_LABEL
+    return below_folder(rel, mask_dirs) or DEFAULT_LABEL
 
 
 def _extent_8bit(im: Image.Image) -> tuple[int, int, int, int] | None:
@@ -88,15 +82,15 @@ def mask_extents(paths: list[str], *, workers: int = 1) -> list:
         return list(pool.map(_safe_extent, paths, chunksize=max(8, len(paths) // (workers * 16))))
 
 
-def read(listing: SourceListing, *, official_split: bool = False, yolo_classes: Sequence[str] = (),
-         workers: int = 1) -> ReadResult:
+def read(listing: SourceListing, opts: ReadOptions = ReadOptions()) -> ReadResult:
     """One object per non-empty mask, paired with its image by folder and stem."""
+    mask_dirs, workers = opts.annotation_dirs or MASK_DIRS, opts.workers
     candidates = listing.images()
-    result = ReadResult(images=[r for r in candidates if not _is_mask(r)])
-    index = stem_index(result.images)
+    result = ReadResult(images=[r for r in candidates if not in_folder(r, mask_dirs)])
+    index = PairIndex(result.images, opts.image_dirs or IMAGE_DIRS)
     pairs = []
-    for rel in (r for r in candidates if _is_mask(r)):
-        image, others = find_image(rel, index, ann_dirs=MASK_DIRS, image_dirs=IMAGE_DIRS)
+    for rel in (r for r in candidates if in_folder(r, mask_dirs)):
+        image, others = index.find(rel, mask_dirs, opts.annotation_suffix)
         if image is None:
             result.problems.append(Problem(listing.display(rel), "annotation_without_image", "mask has no matching image"))
             continue
@@ -112,7 +106,7 @@ def read(listing: SourceListing, *, official_split: bool = False, yolo_classes: 
         elif extent[0] is None:
             result.problems.append(Problem(listing.display(rel), "empty_mask", f"mask has no foreground pixels (image {image})"))
         else:
-            result.objects.append(RawObject(image=image, label=mask_label(rel), box=extent[0], annotation=rel,
+            result.objects.append(RawObject(image=image, label=mask_label(rel, mask_dirs), box=extent[0], annotation=rel,
                                             size=extent[1]))
     return result
 
