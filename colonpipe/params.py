@@ -78,8 +78,9 @@ class SourceParams:
     """One raw source dataset in its native layout.
 
     ``preset`` names an entry of the dataset catalogue (``colonpipe/data/catalogue.yaml``,
-    documented in docs/data.md) that supplies every field left unset here; ``categories``
-    entries are added to the preset's, a nested ``table`` replaces the preset's. Fields
+    documented in docs/data.md) that supplies every field left unset here; entries of
+    ``categories`` / ``split_folders`` / ``split_lists`` are added to the preset's (yours
+    win), any other field given here (a nested ``table`` too) replaces the preset's. Fields
     whose default is null mean "the preset's value, else the format's default".
     """
 

@@ -9,8 +9,8 @@ Contract:
 - ``lookup(name)`` finds an entry by name or alias, ignoring case, ``-``, ``_`` and spaces;
   ``CatalogueError`` lists the known names otherwise.
 - ``resolve_source(spec)`` returns ``(resolved SourceParams, entry or None)``: a source with
-  ``preset`` gets every field it leaves unset from the entry (``categories`` merged, the
-  source's own entries winning). The preset's fields are parsed with the params schema, so
+  ``preset`` gets every field it leaves unset from the entry; the mappings (``categories``,
+  ``split_folders``, ``split_lists``) are merged, the source's own entries winning. The preset's fields are parsed with the params schema, so
   a broken catalogue entry fails exactly like a broken params.yaml.
 - ``resolve_sources(params)`` resolves every source and returns the problems of the final
   values (format missing, empty categories, unknown category targets given the preset's
@@ -36,6 +36,7 @@ from colonpipe.params import IngestParams, ParamsError, SourceParams, parse_para
 
 SEEDED_TOLERANCE = 0.02  # per split, as a share of the dataset: rounding and whole videos move a few images
 _FIXED = ("name", "root", "preset")
+_MERGED = ("categories", "split_folders", "split_lists")
 
 
 class CatalogueError(ValueError):
@@ -112,8 +113,8 @@ def resolve_source(spec: SourceParams) -> tuple[SourceParams, Entry | None]:
     base = entry.source_params(spec.name, spec.root)
     changes: dict[str, Any] = {"preset": spec.preset}
     for f in dataclasses.fields(SourceParams):
-        if f.name == "categories":
-            changes[f.name] = {**base.categories, **spec.categories}
+        if f.name in _MERGED:
+            changes[f.name] = {**getattr(base, f.name), **getattr(spec, f.name)}
         elif f.name in _FIXED or _is_set(spec, f):
             changes[f.name] = getattr(spec, f.name)
     return dataclasses.replace(base, **changes), entry
@@ -156,3 +157,19 @@ def compare_total(found_total: int, expected: dict[str, int]) -> dict[str, Any]:
     return {"expected": {s: expected.get(s, 0) for s in SPLITS}, "expected_total": total, "found_total": found_total,
             "status": "match" if found_total == total else "differs",
             "note": "seeded split: per-split counts are compared in stats.json after instruct"}
+
+
+def compare_datasets(found: dict[str, dict[str, int]],
+                     expected: dict[str, dict[str, Any]]) -> tuple[dict[str, Any], list[str]]:
+    """``compare`` for every catalogued dataset (the manifest's ``colonpipe.expected``):
+    ``({dataset: record}, warnings)``; ``found`` is ``{dataset: {split: images}}``."""
+    out, warnings = {}, []
+    for dataset in sorted(expected):
+        info = expected[dataset]
+        record = compare(found.get(dataset, {}), info["expected"], exact=info.get("exact", True))
+        record["preset"] = info.get("preset")
+        out[dataset] = record
+        if record["status"] == "differs":
+            warnings.append(f"{dataset}: train/val/test " + "/".join(str(record["found"][s]) for s in SPLITS)
+                            + " positive images, ColonINST has " + "/".join(str(record["expected"][s]) for s in SPLITS))
+    return out, warnings

@@ -10,8 +10,9 @@ Contract:
 - Files: every ``.json`` under the root, or those matching ``annotation_files`` globs. A
   JSON file without ``images`` and ``annotations`` lists is ``malformed_annotation``.
 - ``images[].file_name`` may hold sub-folders; it is resolved relative to the root, then to
-  the JSON's folder, then by file name and stem among the images under the JSON's
-  top-level folder (``NameResolver``; several matches are ``ambiguous_image``).
+  the JSON's folder, then as the end of an image path, by file name and by stem anywhere
+  under the root (``NameResolver``: COCO keeps images in a folder the JSON does not name,
+  ``annotations/x.json`` + ``train2017/``; several matches are ``ambiguous_image``).
 - Raw label: the category's ``name`` (``category_key: id`` -> the ``category_id`` as text);
   an annotation without a category gets ``object`` (SUN-SEG's boxes carry none: its
   ``classification.txt`` table supplies the label).
@@ -189,8 +190,7 @@ def _read_file(listing: SourceListing, rel: str, paths: PathIndex, opts: ReadOpt
         result.problems.append(Problem(shown, "malformed_annotation",
                                        "not a COCO detection file (needs 'images' and 'annotations' lists)"))
         return
-    scope = rel.split("/", 1)[0] if "/" in rel else ""
-    images = _images(data, NameResolver(result.images, base=parent_dir(rel), scope=scope, paths=paths), shown, result)
+    images = _images(data, NameResolver(result.images, base=parent_dir(rel), paths=paths), shown, result)
     categories = _categories(data)
     for i, ann in enumerate(anns):
         if not isinstance(ann, dict):

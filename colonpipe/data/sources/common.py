@@ -339,9 +339,10 @@ class NameResolver:
     """Find the image an annotation names by a path, a file name or a stem.
 
     Order: the key as a path relative to the root, then relative to ``base`` (the annotation
-    file's folder), exact case first (``PathIndex``); then, for a bare key, the file name and
-    then the stem among the images under ``scope`` (a folder prefix; "" = the whole root).
-    Several matches -> ``(None, matches)``: ambiguous, never guessed.
+    file's folder), exact case first (``PathIndex``); then the images under ``scope`` (a
+    folder prefix; "" = the whole root) whose path ends with the key (``train/a.jpg`` under
+    an images folder the annotation does not name), then those with the key's file name,
+    then its stem. Several matches -> ``(None, matches)``: ambiguous, never guessed.
     """
 
     def __init__(self, images: Sequence[str], *, base: str = "", scope: str = "",
@@ -374,6 +375,8 @@ class NameResolver:
             return None, [], True
         name = PurePosixPath(key).name
         hits = self._names.get(name, []) if PurePosixPath(name).suffix else []
+        if "/" in key and hits:
+            hits = [h for h in hits if h.endswith("/" + key)]
         if not hits:  # no extension, or another one (a table naming .png files stored as .jpg)
             hits = self._stems.get(PurePosixPath(name).stem if PurePosixPath(name).suffix else name, [])
         if len(hits) == 1:
