@@ -13,11 +13,14 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+import yaml
 
 from colonpipe.data.images import ImageResolver
 from colonpipe.data.ingest import ingest
 from colonpipe.data.instruct import InstructError, build_instruct
 from colonpipe.params import IngestParams, InstructParams, SourceParams
+from stages import ingest as ingest_stage
+from stages import instruct as instruct_stage
 from tests.data.layouts import img
 
 
@@ -126,3 +129,15 @@ def test_a_release_missing_a_spec_file_stops_instruct(tmp_path):
     _ingest(tmp_path, root)
     with pytest.raises(InstructError, match="lacks val/ColonINST-val-rec.json"):
         build_instruct(tmp_path / "interim/annotations.parquet", tmp_path / "out", InstructParams())
+
+
+def test_the_stages_run_a_release_from_params_yaml(tmp_path, monkeypatch, caplog):
+    """params.yaml as a user writes it for the release; the ingest and instruct stage scripts."""
+    release(tmp_path / "ColonINST")
+    monkeypatch.chdir(tmp_path)
+    Path("params.yaml").write_text(yaml.safe_dump({"ingest": {"captions": None, "workers": 1, "sources": [
+        {"name": "ColonINST", "root": "ColonINST", "format": "coloninst_release"}]}}))
+    assert ingest_stage.main(["--out-dir", "data/interim"]) == 0
+    assert instruct_stage.main(["--manifest", "data/interim/annotations.parquet", "--out-dir", "data/coloninst"]) == 0
+    assert _digests(Path("data/coloninst/Json-file")) == _digests(Path("ColonINST/Json-file"))
+    assert "count check: CVC-ClinicDB" in caplog.text  # 3 images is not ColonINST's 612: said loudly
