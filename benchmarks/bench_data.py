@@ -12,9 +12,21 @@ What it does, in one run on the same files:
    512-896 px wide, like SUN/HyperKvasir frames) to price bigger files.
 4. Fits ``t = a + b * n`` (least squares) to each series and extrapolates to 128,620 images,
    using the high-resolution per-image cost where it is higher.
+5. Real layouts at real frame sizes (``--real-images`` per reader, 0 skips): the public
+   datasets' own layouts (tests/data/layouts.py, as in the fixture tests) written as JPEG at
+   622x529, 1158x1008 and 1350x1080 (Kvasir-SEG, SUN, HyperKvasir/PolypGen sizes), read
+   through their catalogue presets - VOC under year split folders (KUMC), numbered mask
+   folders with a ``_mask`` suffix (PolypGen), masks + a label table (SUN-SEG), a label
+   table with corner boxes and video groups (Kvasir-Capsule), leaf class folders
+   (HyperKvasir), a split list (Kvasir-Instrument), box text (EDD2020) and one COCO file
+   listing every image. Each reader is timed alone at two sizes (ms/image = the slope, so
+   process start-up is excluded), then all together (+ instruct) against the naive full
+   decode of the same images in the same run, and extrapolated to 128,620 images twice: at
+   this run's mix and at ColonINST's (each dataset's expected images at its reader's cost).
 
     python benchmarks/bench_data.py                          # sizes 1k, 5k, 20k (~5 min on 2 cores)
     python benchmarks/bench_data.py --sizes 500 2000 --hires-images 1000 --json bench.json
+    python benchmarks/bench_data.py --sizes 1000 --hires-images 0 --real-images 300   # real layouts
 
 Files are freshly written, so they are read from the page cache: the numbers are CPU cost.
 A cold read of ~10 GB of real images adds the disk's sequential read time on top.
@@ -32,10 +44,12 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
+from colonpipe.data import catalogue
 from colonpipe.data.demo import DEMO_SOURCES, generate_demo, source_params
 from colonpipe.data.image_check import check_images
 from colonpipe.data.ingest import ingest
 from colonpipe.params import DemoParams, IngestParams, InstructParams, SourceParams
+from tests.data import layouts  # the public layouts the fixture tests use (repo root on sys.path)
 
 COLONINST_IMAGES = 128_620
 CHECKS = (("full", 1), ("full", 2), ("reduced", 2), ("markers", 1), ("markers", 2))  # (level, workers)
@@ -137,15 +151,104 @@ def report(rows: list[dict], hires: dict | None) -> dict:
     return {"rows": rows, "hires": hires, "fit": out, "coloninst_total_s": total, "check_speedup": naive / ours}
 
 
+# (what is timed, preset or None, builder, frame size); COCO has no preset: format coco
+REAL_LAYOUTS = (
+    ("voc, year split folders (KUMC)", "KUMC", layouts.kumc, (622, 529)),
+    ("mask, masks_C*/_mask (PolypGen)", "PolypGen", layouts.polypgen, (1350, 1080)),
+    ("mask + label table (SUN-SEG)", "SUN", layouts.sun_seg, (1158, 1008)),
+    ("label_table, corners + videos (Kvasir-Capsule)", "Kvasir-Capsule", layouts.kvasir_capsule, (622, 529)),
+    ("class_folders, leaf level (HyperKvasir)", "Hyper-Kvasir", layouts.hyper_kvasir, (622, 529)),
+    ("mask + split list (Kvasir-Instrument)", "Kvasir-Instrument", layouts.kvasir_instrument, (622, 529)),
+    ("sun_txt, EDD2020 box text", "EDD2020", layouts.edd2020, (1350, 1080)),
+    ("coco, one file, all images", None, layouts.coco_detection, (1158, 1008)),
+)
+
+
+def _real_source(root: Path, preset: str | None, builder, size, images: int) -> SourceParams:
+    """Write one layout with about ``images`` positive images under ``root``; its source entry."""
+    probe = root.with_name(root.name + "_probe")
+    per_n = len({k.split("#")[0] for k in builder(probe, 1, (32, 24))})  # images per unit of n
+    shutil.rmtree(probe)
+    builder(root, max(1, round(images / per_n)), size)
+    if preset is None:
+        return SourceParams(name=root.name, root=str(root), format="coco", categories={"polyp": "polyp"})
+    return SourceParams(name=root.name, root=str(root), preset=preset)
+
+
+def _stand_in(entry) -> int:
+    """Index of the timed layout whose reader a catalogue entry uses (its own when timed)."""
+    presets = [preset for _, preset, _, _ in REAL_LAYOUTS]
+    if entry.key in presets:
+        return presets.index(entry.key)
+    fmt = entry.source["format"]
+    by_format = {"voc": "KUMC", "mask": "Kvasir-Instrument", "class_folders": "Hyper-Kvasir",
+                 "label_table": "Kvasir-Capsule", "sun_txt": "EDD2020", "json_boxes": None, "coco": None}
+    return presets.index(by_format[fmt])
+
+
+def _time_reader(work: Path, label, preset, builder, size, images: int) -> tuple[dict, SourceParams]:
+    """One reader at ~images/4 and ~images: per-image slope (start-up excluded) and whole-run rate."""
+    runs = []
+    for k, n in enumerate((max(8, images // 4), images)):
+        src = _real_source(work / f"{(preset or 'COCO').replace(' ', '_')}_{k}", preset, builder, size, n)
+        t, summary = _timed(ingest, IngestParams(sources=[src], workers=2), work / f"i_{src.name}", progress=False)
+        runs.append((summary.images, t, src))
+    (n1, t1, _), (n2, t2, src) = runs
+    slope = (t2 - t1) / (n2 - n1) if n2 > n1 else t2 / n2
+    row = {"reader": label, "size": f"{size[0]}x{size[1]}", "images": n2, "s": t2,
+           "ms_per_image": 1e3 * slope, "ms_per_image_whole_run": 1e3 * t2 / n2}
+    print(f"  {label:<48} {size[0]:>4}x{size[1]:<4} {n2:>5} img  {1e3 * slope:6.2f} ms/img "
+          f"(whole run {1e3 * t2 / n2:5.2f})", flush=True)
+    return row, src
+
+
+def measure_real_layouts(work: Path, images: int) -> dict:
+    """Per-reader and mixed ingest at real frame sizes vs the naive full decode (module doc, 5.)."""
+    per_reader, sources = [], []
+    for label, preset, builder, size in REAL_LAYOUTS:
+        row, src = _time_reader(work, label, preset, builder, size, images)
+        per_reader.append(row)
+        sources.append(src)
+    t_ingest, summary = _timed(ingest, IngestParams(sources=sources, workers=2), work / "interim", progress=False)
+    t_instruct, _ = _timed(build_instruct, work / "interim/annotations.parquet", work / "coloninst", InstructParams())
+    ids = pq.read_table(work / "interim/annotations.parquet", columns=["image"])["image"].to_pylist()
+    roots = {s.name: Path(s.root) for s in sources}
+    paths = sorted({str(roots[i.split("/", 1)[0]] / i.split("/", 1)[1]) for i in ids})
+    t_naive, _ = _timed(check_images, paths, level="full", workers=1, progress=False)
+    n = summary.images
+    mixed = {"images": n, "ingest_s": t_ingest, "instruct_s": t_instruct, "naive_full_decode_w1_s": t_naive,
+             "ms_per_image": 1e3 * (t_ingest + t_instruct) / n,
+             "mb_per_image": sum(Path(p).stat().st_size for p in paths) / 1e6 / len(paths),
+             "naive_vs_ingest": t_naive / t_ingest}
+    # ColonINST's mix: each dataset's expected images at the per-image cost of its reader
+    weighted = sum(sum(e.expected.values()) * per_reader[_stand_in(e)]["ms_per_image"]
+                   for e in catalogue.entries().values()) / 1e3
+    instruct_ms = 1e3 * t_instruct / n
+    mixed["coloninst_mix_s"] = weighted + instruct_ms * COLONINST_IMAGES / 1e3 + max(0.0, t_ingest - sum(
+        r["ms_per_image"] * r["images"] / 1e3 for r in per_reader))  # + the mixed run's start-up
+    mixed["at_coloninst_s"] = mixed["ms_per_image"] * COLONINST_IMAGES / 1e3
+    print(f"\nall {len(sources)} sources together: {n} images ({mixed['mb_per_image']:.3f} MB/img): ingest "
+          f"{t_ingest:.1f}s + instruct {t_instruct:.1f}s = {mixed['ms_per_image']:.2f} ms/img incl. start-up; the naive "
+          f"full decode of the same images alone takes {t_naive / t_ingest:.1f}x the whole ingest")
+    print(f"  -> {COLONINST_IMAGES:,} images: {mixed['at_coloninst_s'] / 60:.2f} min at this mix, "
+          f"{mixed['coloninst_mix_s'] / 60:.2f} min at ColonINST's mix of readers (target <= 5 min on 2 cores)")
+    for row in per_reader:
+        row["at_coloninst_min"] = row["ms_per_image"] * COLONINST_IMAGES / 6e4
+    return {"per_reader": per_reader, "mixed": mixed}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", type=int, nargs="+", default=[1000, 5000, 20000], help="approximate image counts")
     ap.add_argument("--per-category", type=int, default=50, help="demo images per category and source (base set)")
     ap.add_argument("--hires-scale", type=float, default=2.0, help="image size factor of the realistic run")
     ap.add_argument("--hires-images", type=int, default=4000, help="size of the realistic run (0: skip)")
+    ap.add_argument("--real-images", type=int, default=300, help="images per reader in the real-layout run (0: skip)")
     ap.add_argument("--json", type=Path, help="also write the numbers here")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
+    for name in ("colonpipe.data.ingest", "colonpipe.data.instruct"):  # tiny copies never match ColonINST's counts
+        logging.getLogger(name).setLevel(logging.ERROR)
     work = Path(tempfile.mkdtemp(prefix="bench_data_"))
     try:
         rows = []
@@ -171,6 +274,9 @@ def main(argv: list[str] | None = None) -> int:
             params = build_dataset(work / "hbase", work / "hires", max(1, round(args.hires_images / per_copy)))
             hires = measure(work / "hires", params, f"{args.hires_scale:g}x resolution")
         result = report(rows, hires)
+        if args.real_images:
+            print(f"\nreal layouts at real frame sizes (~{args.real_images} images per reader, 2 workers):")
+            result["real_layouts"] = measure_real_layouts(work / "real", args.real_images)
         if args.json:
             args.json.write_text(json.dumps(result, indent=2) + "\n")
     finally:

@@ -11,6 +11,7 @@ like real frames); ``size`` and ``n`` scale them up for the benchmark.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from dataclasses import dataclass
@@ -28,13 +29,21 @@ class Expect:
 
 
 def img(path: Path, size=(32, 24), fmt: str | None = None) -> Path:
-    """A smooth random RGB image, distinct per path (seeded by its name)."""
+    """A smooth random RGB image with fine grain, distinct per path (seeded by its name); at
+    1158x1008 it is a ~0.2 MB JPEG, in the range of real endoscopy frames."""
     path.parent.mkdir(parents=True, exist_ok=True)
     seed = int.from_bytes(hashlib.sha256(path.as_posix().encode()).digest()[:8], "big")
     coarse = np.random.default_rng(seed).integers(0, 255, (6, 8, 3), dtype=np.uint8)
-    im = Image.fromarray(coarse).resize(size, Image.BICUBIC)
+    smooth = Image.fromarray(coarse).resize(size, Image.BICUBIC)
+    im = Image.blend(smooth, _grain(tuple(size)), 0.04)  # texture: JPEG sizes like real frames
     im.save(path, fmt or ("JPEG" if path.suffix.lower() in (".jpg", ".jpeg") else None), quality=90)
     return path
+
+
+@functools.cache
+def _grain(size: tuple[int, int]) -> Image.Image:
+    """Fixed fine noise of one size (shared: the smooth field already makes images distinct)."""
+    return Image.fromarray(np.random.default_rng(0).integers(0, 255, (size[1], size[0], 3), dtype=np.uint8))
 
 
 def box_for(path: Path, size) -> tuple[int, int, int, int]:
@@ -367,6 +376,24 @@ def bkai_small(root: Path, n: int = 1, size=(40, 32)) -> dict[str, Expect]:
             img(root / rel, size)
             out[rel] = Expect(split, "polyp")
         img(root / f"train_gt/train_gt/tr{stem}.jpeg", size)
+    return out
+
+
+def coco_detection(root: Path, n: int = 4, size=(48, 40)) -> dict[str, Expect]:
+    """A COCO detection file (cocodataset.org/#format-data) listing many images: ``images/x.jpg``
+    + ``annotations/instances.json`` with ``bbox: [x, y, w, h]`` (not a catalogue entry)."""
+    out, images, anns = {}, [], []
+    for i in range(n):
+        rel = f"images/frame_{i:06d}.jpg"
+        img(root / rel, size)
+        box = box_for(root / rel, size)
+        images.append({"id": i + 1, "width": size[0], "height": size[1], "file_name": f"frame_{i:06d}.jpg"})
+        anns.append({"id": i + 1, "image_id": i + 1, "category_id": 1, "iscrowd": 0,
+                     "bbox": [box[0], box[1], box[2] - box[0] + 1, box[3] - box[1] + 1],
+                     "area": (box[2] - box[0] + 1) * (box[3] - box[1] + 1)})
+        out[rel] = Expect(None, "polyp", box)
+    _text(root / "annotations/instances.json", json.dumps({"images": images, "annotations": anns,
+                                                            "categories": [{"id": 1, "name": "polyp"}]}))
     return out
 
 

@@ -16,7 +16,7 @@ from pycocotools import mask as mask_utils
 from colonpipe.data.ingest import check_box, ingest
 from colonpipe.data.sources.coco import annotation_box, rle_counts, rle_extent
 from colonpipe.params import IngestParams, SourceParams
-from tests.data.layouts import img
+from tests.data.layouts import coco_detection, img
 
 
 def _coco(path, images, annotations, categories=({"id": 1, "name": "polyp", "supercategory": "lesion"},),
@@ -156,3 +156,9 @@ def test_bad_coco_input_is_reported_never_raised(tmp_path):
     assert actions == {("ambiguous_image", "skipped"), ("ambiguous_image", "repaired")}
     huge_reason = next(p["reason"] for p in report["problems"] if "annotations[0]" in p["reason"])
     assert "1329 bits" in huge_reason and "999" not in huge_reason  # named by size, never printed
+
+
+def test_one_file_listing_many_images(tmp_path):
+    expected = coco_detection(tmp_path / "c", n=12)
+    rows, report = _ingest(tmp_path, tmp_path / "c", {"polyp": "polyp"})
+    assert rows == {(rel, e.category, e.box) for rel, e in expected.items()} and _kinds(report) == []

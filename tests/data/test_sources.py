@@ -216,3 +216,20 @@ def test_json_boxes_reader_both_shapes(tmp_path):
                    ("sub/images/x.png", "ulcer", (0, 0, 5, 5), None)]
     assert _kinds(res) == ["annotation_without_image", "malformed_annotation", "malformed_annotation",
                            "path_escape"]
+
+
+def test_mask_extent_matches_a_numpy_reference_on_noisy_masks(tmp_path):
+    """The 8-bit path thresholds inside the non-zero extent only; it must give the same box."""
+    rng = np.random.default_rng(0)
+    for k in range(120):
+        h, w = (int(v) for v in rng.integers(5, 60, 2))
+        arr = np.zeros((h, w), np.uint8)
+        arr[rng.random((h, w)) < 0.05] = rng.integers(1, 256)
+        if k % 3 == 0:
+            arr = (arr > 0).astype(np.uint8)  # a 0/1 mask
+        path = tmp_path / f"m{k}.png"
+        Image.fromarray(arr).save(path)
+        fg = arr > (0 if arr.max() <= 1 else 127)
+        cols, rows = np.flatnonzero(fg.any(axis=0)), np.flatnonzero(fg.any(axis=1))
+        want = (int(cols[0]), int(rows[0]), int(cols[-1]), int(rows[-1])) if fg.any() else None
+        assert mask_extent(path) == (want, (w, h))

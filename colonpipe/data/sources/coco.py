@@ -34,8 +34,9 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from colonpipe.data.sources.common import (NameResolver, PathIndex, Problem, RawObject, ReadOptions, ReadResult,
-                                           SourceListing, case_problem, matches_any, parent_dir, to_coord)
+from colonpipe.data.sources.common import (Problem, RawObject, ReadOptions, ReadResult, SourceListing, matches_any,
+                                           parent_dir, to_coord)
+from colonpipe.data.sources.pairing import NameResolver, PathIndex, case_problem
 
 NO_CATEGORY = "object"
 Box = tuple[float, float, float, float]

@@ -23,8 +23,9 @@ from __future__ import annotations
 import json
 from pathlib import PurePosixPath
 
-from colonpipe.data.sources.common import (PathIndex, Problem, RawObject, ReadOptions, ReadResult, SourceListing,
-                                           case_problem, parent_dir, safe_relpath, stem_index, to_coord)
+from colonpipe.data.sources.common import (Problem, RawObject, ReadOptions, ReadResult, SourceListing, parent_dir,
+                                           safe_relpath, to_coord)
+from colonpipe.data.sources.pairing import PathIndex, case_problem, stem_index
 
 IMAGE_DIRS = ("images", "image", "")
 

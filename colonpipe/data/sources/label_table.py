@@ -27,9 +27,9 @@ from __future__ import annotations
 import csv
 from dataclasses import dataclass
 
-from colonpipe.data.sources.common import (REPAIRED, NameResolver, PathIndex, Problem, RawObject, ReadOptions,
-                                           ReadResult, SourceListing, case_problem, matches_any, parent_dir,
-                                           read_text)
+from colonpipe.data.sources.common import (REPAIRED, Problem, RawObject, ReadOptions, ReadResult, SourceListing,
+                                           matches_any, parent_dir, read_text)
+from colonpipe.data.sources.pairing import NameResolver, PathIndex, case_problem
 from colonpipe.params import TableParams
 
 _SNIFF = ("\t", ";", ",")

@@ -22,8 +22,8 @@ from concurrent.futures import ProcessPoolExecutor
 import numpy as np
 from PIL import Image
 
-from colonpipe.data.sources.common import (PairIndex, Problem, RawObject, ReadOptions, ReadResult,
-                                           SourceListing, below_folder, in_folder)
+from colonpipe.data.sources.common import Problem, RawObject, ReadOptions, ReadResult, SourceListing
+from colonpipe.data.sources.pairing import PairIndex, below_folder, in_folder
 
 MASK_DIRS = ("masks", "mask", "ground truth", "groundtruth")
 IMAGE_DIRS = ("images", "image", "original")
@@ -35,12 +35,27 @@ def mask_label(rel: str, mask_dirs: Sequence[str] = MASK_DIRS) -> str:
     return below_folder(rel, mask_dirs) or DEFAULT_LABEL
 
 
+_ABOVE = {thr: [255 if v > thr else 0 for v in range(256)] for thr in (0, 127)}  # threshold lookup tables
+
+
 def _extent_8bit(im: Image.Image) -> tuple[int, int, int, int] | None:
-    """Foreground bbox of an 8-bit grey mask with PIL's C routines (no numpy copy)."""
-    _, hi = im.getextrema()
+    """Foreground bbox of an 8-bit grey mask with PIL's C routines (no numpy copy).
+
+    The thresholded passes run on the non-zero extent only (``getbbox``: one fast scan), as
+    every foreground pixel lies inside it: the same box, at a fraction of the work for a
+    polyp covering part of a megapixel frame.
+    """
+    nonzero = im.getbbox()
+    if nonzero is None:
+        return None
+    crop = im.crop(nonzero)
+    _, hi = crop.getextrema()  # the image's maximum: every non-zero pixel is in the crop
     thr = 0 if hi <= 1 else 127  # 0/1 masks, else above half of 255 (noisy JPEG masks too)
-    bbox = im.point([255 if v > thr else 0 for v in range(256)]).getbbox()
-    return None if bbox is None else (bbox[0], bbox[1], bbox[2] - 1, bbox[3] - 1)
+    bbox = crop.point(_ABOVE[thr]).getbbox()
+    if bbox is None:
+        return None
+    x0, y0 = nonzero[0], nonzero[1]
+    return x0 + bbox[0], y0 + bbox[1], x0 + bbox[2] - 1, y0 + bbox[3] - 1
 
 
 def mask_extent(path) -> tuple[tuple[int, int, int, int] | None, tuple[int, int]]:

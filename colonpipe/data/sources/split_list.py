@@ -17,7 +17,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from colonpipe.data.sources.common import SKIPPED, NameResolver, Problem, display_path, is_image, read_text
+from colonpipe.data.sources.common import SKIPPED, Problem, display_path, is_image, read_text
+from colonpipe.data.sources.pairing import NameResolver
 
 
 def list_path(root: Path, entry: str) -> Path:

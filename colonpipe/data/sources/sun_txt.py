@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import re
 
-from colonpipe.data.sources.common import (Problem, RawObject, ReadOptions, ReadResult, SourceListing,
-                                           pair_text_files)
+from colonpipe.data.sources.common import Problem, RawObject, ReadOptions, ReadResult, SourceListing
+from colonpipe.data.sources.pairing import pair_text_files
 
 ANN_DIRS = ("annotations", "annotation", "labels", "txt", "bbox", "boxes")
 IMAGE_DIRS = ("images", "image", "frames")

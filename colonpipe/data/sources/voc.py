@@ -14,8 +14,9 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from pathlib import PurePosixPath
 
-from colonpipe.data.sources.common import (PairIndex, PathIndex, Problem, RawObject, ReadOptions, ReadResult,
-                                           SourceListing, case_problem, parent_dir, safe_relpath, swap_folder)
+from colonpipe.data.sources.common import (Problem, RawObject, ReadOptions, ReadResult, SourceListing, parent_dir,
+                                           safe_relpath)
+from colonpipe.data.sources.pairing import PairIndex, PathIndex, case_problem, swap_folder
 
 ANN_DIRS = ("annotations", "annotation", "xml", "labels")
 IMAGE_DIRS = ("jpegimages", "images", "image")

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from colonpipe.data.sources.common import (Problem, RawObject, ReadOptions, ReadResult, SourceListing,
-                                           pair_text_files)
+from colonpipe.data.sources.common import Problem, RawObject, ReadOptions, ReadResult, SourceListing
+from colonpipe.data.sources.pairing import pair_text_files
 
 ANN_DIRS = ("labels", "label", "annotations")
 IMAGE_DIRS = ("images", "image")
