@@ -34,6 +34,7 @@ Contract (``ingest(params, out_dir)``):
 from __future__ import annotations
 
 import dataclasses
+import functools
 import io
 import json
 import logging
@@ -95,20 +96,21 @@ class _Scan:
     groups: dict[str, str] = field(default_factory=dict)  # image -> video / case id
     excluded: Counter = field(default_factory=Counter)  # ignore_labels label -> objects left out
 
+    @functools.cached_property
+    def _labels(self) -> tuple[dict[str, str], set[str]]:
+        """(raw label -> category, ignored labels), keys folded when the source folds labels."""
+        fold = canonical if self.spec.fold_labels else (lambda x: x)
+        return ({fold(k): v for k, v in self.spec.categories.items()},
+                {fold(x) for x in self.spec.ignore_labels or ()})
+
     def category(self, label: str) -> str | None:
         """ColonINST category of a raw label (folded when the source says so); None if unmapped."""
-        cats = self.spec.categories
         if self.spec.format == "coloninst_release":
             return label
-        if self.spec.fold_labels:
-            return {canonical(k): v for k, v in cats.items()}.get(canonical(label))
-        return cats.get(label)
+        return self._labels[0].get(canonical(label) if self.spec.fold_labels else label)
 
     def is_excluded(self, label: str) -> bool:
-        ignored = self.spec.ignore_labels or ()
-        if self.spec.fold_labels:
-            return canonical(label) in {canonical(x) for x in ignored}
-        return label in ignored
+        return (canonical(label) if self.spec.fold_labels else label) in self._labels[1]
 
 
 # --------------------------------------------------------------------------- configuration
