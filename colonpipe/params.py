@@ -40,27 +40,114 @@ class DemoParams:
     bad_inputs: bool = True  # plant corrupt/odd files so the report shows every check
 
 
+FORMATS = ("class_folders", "mask", "voc", "sun_txt", "yolo_txt", "json_boxes", "coco", "label_table",
+           "coloninst_release")
+SPLIT_RULES = ("official", "none", "list", "train", "val", "test")
+
+
+@dataclass(frozen=True)
+class TableParams:
+    """A label table (CSV/TSV): one row per image, or per object when it has box columns.
+
+    Columns are header names, or 0-based indices written as strings (``"0"``) when
+    ``header`` is false. ``sep`` null sniffs the first line: tab, then ``;``, then ``,``,
+    else runs of whitespace.
+    """
+
+    file: str  # glob relative to the source root; every match is read (one table per split folder)
+    image: str  # image path (relative to the root or the table's folder), file name or stem
+    label: str  # raw label
+    sep: Optional[str] = None
+    header: bool = True
+    group: Optional[str] = None  # video / case id column: frames sharing it never straddle splits
+    box: list[str] = field(default_factory=list)  # 4 columns x1,y1,x2,y2 (inclusive pixels) or 8 corners x1..y4
+
+    def validate(self) -> list[str]:
+        problems = []
+        if len(self.box) not in (0, 4, 8):
+            problems.append(f"table.box needs 4 (x1,y1,x2,y2) or 8 (corner) columns, got {len(self.box)}")
+        if self.sep is not None and len(self.sep) != 1:
+            problems.append(f"table.sep must be one character or null (sniffed), got {self.sep!r}")
+        if not self.header:
+            bad = [c for c in [self.image, self.label, self.group, *self.box] if c is not None and not c.isdigit()]
+            problems += [f"table.header is false: column {c!r} must be a 0-based index such as \"0\"" for c in bad]
+        return problems
+
+
 @dataclass(frozen=True)
 class SourceParams:
-    """One raw source dataset in its native annotation format."""
+    """One raw source dataset in its native layout.
+
+    ``preset`` names an entry of the dataset catalogue (``colonpipe/data/catalogue.yaml``,
+    documented in docs/data.md) that supplies every field left unset here; entries of
+    ``categories`` / ``split_folders`` / ``split_lists`` are added to the preset's (yours
+    win), any other field given here (a nested ``table`` too) replaces the preset's. Fields
+    whose default is null mean "the preset's value, else the format's default".
+    """
 
     name: str  # dataset name; first component of every record id
     root: str  # folder holding the source; every file must stay under it
-    format: Literal["class_folders", "mask", "voc", "sun_txt", "yolo_txt", "json_boxes"]
-    split: Literal["official", "none"] = "none"
+    format: Optional[Literal[FORMATS]] = None  # null: the preset's (required without one)
+    preset: Optional[str] = None  # catalogue entry, e.g. Kvasir-Capsule (aliases and any case accepted)
+    # official: Train/Val/Test folders (+ split_folders aliases); none: seeded 60/10/30 per category;
+    # list: split_lists files; train/val/test: every image goes there (test-only benchmarks).
+    # none is the default, so with a preset it means "the preset's rule".
+    split: Literal[SPLIT_RULES] = "none"
     categories: dict[str, str] = field(default_factory=dict)  # raw label -> ColonINST child
     yolo_classes: list[str] = field(default_factory=list)  # class index -> raw label (yolo_txt)
+    # --- layout and pairing (null: the preset's, else the format's defaults)
+    ignore: Optional[list[str]] = None  # globs on paths under the root left out entirely (overlays, negatives)
+    image_dirs: Optional[list[str]] = None  # folder-name globs holding images, e.g. ["images_*", "Frame"]
+    annotation_dirs: Optional[list[str]] = None  # folder-name globs holding masks / box files, e.g. ["masks_*"]
+    annotation_suffix: Optional[str] = None  # stem suffix of annotation files: x_mask.png belongs to x.jpg
+    annotation_files: Optional[list[str]] = None  # coco: globs of the JSON files to read (default: every .json)
+    box_format: Optional[Literal["xywh", "xyxy"]] = None  # coco bbox: [x, y, w, h] (COCO) or [x1, y1, x2, y2]
+    category_key: Optional[Literal["name", "id"]] = None  # coco: raw label is the category name (default) or id
+    label_level: Optional[int] = None  # class_folders: folder index giving the label (-1 = parent folder)
+    table: Optional[TableParams] = None  # label_table: the table; other formats: image labels overriding theirs
+    # --- splits and labels
+    split_folders: dict[str, str] = field(default_factory=dict)  # extra folder names -> split, e.g. train2019: train
+    split_lists: dict[str, str] = field(default_factory=dict)  # split -> list file or image folder (split: list)
+    unlisted_split: Optional[Literal["train", "val", "test"]] = None  # split: list, images in no list
+    group_by: Optional[str] = None  # regex on the path; group 1 (or the match) = video/case; "" = no grouping
+    ignore_labels: Optional[list[str]] = None  # raw labels that are not ColonINST positives: left out, counted
+    unannotated_label: Optional[str] = None  # raw label for images no annotation object refers to (class only)
+    fold_labels: Optional[bool] = None  # match raw labels case-, _- and space-insensitively
 
     def validate(self) -> list[str]:
         problems = []
         if not self.name or "/" in self.name or self.name in (".", ".."):
             problems.append(f"name {self.name!r} must be non-empty, without '/' (it starts every record id)")
-        if not self.categories:
+        if self.preset is None:
+            problems += self.resolved_problems()
+        bad = sorted(set(self.split_folders.values()) - {"train", "val", "test"})
+        problems += [f"source {self.name!r}: split_folders maps to {b!r}, not train/val/test" for b in bad]
+        bad = sorted(set(self.split_lists) - {"train", "val", "test"})
+        problems += [f"source {self.name!r}: split_lists key {b!r} is not train/val/test" for b in bad]
+        if self.group_by:
+            try:
+                re.compile(self.group_by)
+            except re.error as exc:
+                problems.append(f"source {self.name!r}: group_by is not a regular expression ({exc})")
+        return problems
+
+    def resolved_problems(self) -> list[str]:
+        """Checks that need the final field values (after a preset filled them in)."""
+        problems = []
+        if self.format is None:
+            return [f"source {self.name!r}: format is missing (give one, or a preset)"]
+        if not self.categories and self.format != "coloninst_release":
             problems.append(f"source {self.name!r}: categories is empty (map each raw label to a category)")
         if self.format == "yolo_txt" and not self.yolo_classes:
             problems.append(f"source {self.name!r}: format yolo_txt needs yolo_classes (index -> raw label)")
         if self.format != "yolo_txt" and self.yolo_classes:
             problems.append(f"source {self.name!r}: yolo_classes is only used by format yolo_txt")
+        if self.format == "label_table" and self.table is None:
+            problems.append(f"source {self.name!r}: format label_table needs a table block")
+        if self.split == "list" and not self.split_lists:
+            problems.append(f"source {self.name!r}: split: list needs split_lists (split -> file or folder)")
+        if self.split != "list" and (self.split_lists or self.unlisted_split):
+            problems.append(f"source {self.name!r}: split_lists / unlisted_split need split: list")
         return problems
 
 
@@ -86,6 +173,11 @@ class IngestParams:
         for src in self.sources:
             targets = sorted(set(src.categories.values()))
             problems += [f"sources[{src.name}]: {p}" for p in check_targets(targets, self.extra_categories)]
+        if any(s.format == "coloninst_release" for s in self.sources):
+            if len(self.sources) > 1:
+                problems.append("a coloninst_release source must be the only source (its files pass on unchanged)")
+            if self.captions is not None:
+                problems.append("captions must be null with a coloninst_release source (its CAP files hold them)")
         if self.workers < 1:
             problems.append(f"workers must be >= 1, got {self.workers}")
         return problems

@@ -3,8 +3,9 @@
     python stages/ingest.py --out-dir data/interim
 
 Writes ``annotations.parquet`` (schema: colonpipe/data/manifest.py), ``image_roots.json``
-({source: root}) and ``ingest_report.json`` (every skipped or repaired input and why).
-A missing source folder or a malformed params entry stops with one message and exit 1.
+({source: root}) and ``ingest_report.json`` (every skipped or repaired input and why, and
+for catalogued sources the images found against ColonINST's; docs/data.md). A missing
+source folder, an unknown preset or a malformed params entry stops with one message and exit 1.
 """
 
 from __future__ import annotations

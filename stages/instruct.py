@@ -1,6 +1,10 @@
 """Stage ``instruct``: manifest -> ColonINST instruction JSON + stats.json.
 
     python stages/instruct.py --manifest data/interim/annotations.parquet --out-dir data/coloninst
+
+When ingest read the official release (a ``coloninst_release`` source), its JSON files are
+passed on unchanged instead. Found-vs-ColonINST counts of catalogued datasets are in
+stats.json (``catalogue``); differences are logged as warnings (``count_warnings``).
 """
 
 from __future__ import annotations
@@ -29,8 +33,11 @@ def main(argv: list[str] | None = None) -> int:
         params = load_section("instruct", args.params)
         with stage_run("instruct", params=flatten(params, "instruct"), inputs=[args.manifest]) as log:
             stats = build_instruct(args.manifest, args.out_dir, params)
-            # per-dataset/category/file breakdowns stay in the stats.json artifact
-            log.log_metrics(numeric_leaves(stats, "instruct", skip=("datasets", "categories", "files")))
+            # per-dataset/category/file/catalogue breakdowns stay in the stats.json artifact
+            log.log_metrics({**numeric_leaves(stats, "instruct", skip=("datasets", "categories", "files", "catalogue",
+                                                                         "release", "count_warnings")),
+                             **({"instruct.count_warnings": len(stats["count_warnings"])}
+                                if "count_warnings" in stats else {})})
             log.log_artifact(args.out_dir / "stats.json")
     except (ParamsError, InstructError) as exc:
         logger.error("%s", exc)

@@ -35,7 +35,7 @@ from colonpipe.data.templates import HUMAN_PREFIX, BoxTextError, match_template,
 logger = logging.getLogger(__name__)
 
 PROBLEM_KINDS = ("bad_json", "bad_shape", "missing_image", "bad_box", "unknown_template", "duplicate", "split_overlap")
-_FILE_RE = re.compile(r"ColonINST-(train|val|test)-(cls|reg|rec|cap|3tasks)\.json")
+FILE_RE = re.compile(r"ColonINST-(train|val|test)-(cls|reg|rec|cap|3tasks)\.json")
 _CANDIDATES = {"3tasks": ("cls", "reg", "rec"), None: ("cls", "reg", "rec", "cap")}
 
 
@@ -53,7 +53,7 @@ class _Report:
             self.examples[kind].append(message)
 
 
-def _shape_error(rec: Any) -> str | None:
+def shape_error(rec: Any) -> str | None:
     """Why ``rec`` is not a well-formed single-turn record, or None."""
     if not isinstance(rec, dict):
         return f"record is a {type(rec).__name__}, not an object"
@@ -73,17 +73,25 @@ def _shape_error(rec: Any) -> str | None:
     return None
 
 
-def _check_text(task_hint: str | None, question: str, answer: str, where: str, report: _Report) -> None:
-    """Template and box checks for one record's question/answer."""
-    candidates = _CANDIDATES.get(task_hint, (task_hint,))
-    for task in candidates:
+def record_task(task_hint: str | None, question: str) -> tuple[str, dict[str, str]] | None:
+    """``(task, template fields)`` of a question (no ``<image>\\n``): the file's task, or the
+    first of CLS/REG/REC (3-task file) or of all four (unknown file name) whose template matches."""
+    for task in _CANDIDATES.get(task_hint, (task_hint,)):
         found = match_template(task, question)
         if found is not None:
-            break
-    else:
+            return task, found[1]
+    return None
+
+
+def _check_text(task_hint: str | None, question: str, answer: str, where: str, report: _Report) -> None:
+    """Template and box checks for one record's question/answer."""
+    matched = record_task(task_hint, question)
+    if matched is None:
+        candidates = _CANDIDATES.get(task_hint, (task_hint,))
         report.add("unknown_template", f"{where}: question {question!r} matches no {'/'.join(candidates)} template")
         return
-    texts = [found[1]["box"]] if task == "reg" else [answer] if task == "rec" else []
+    task, fields = matched
+    texts = [fields["box"]] if task == "reg" else [answer] if task == "rec" else []
     for text in texts:
         try:
             parse_box(text.strip())
@@ -116,7 +124,7 @@ def _image_exists(record_id: str, resolver: ImageResolver | None, cache: dict[st
 
 def _check_file(path: Path, rel: str, ctx: dict[str, Any], report: _Report) -> dict[str, Any]:
     """Check every record of one JSON file; returns the file's summary."""
-    m = _FILE_RE.fullmatch(path.name)
+    m = FILE_RE.fullmatch(path.name)
     split, task = (m.group(1), m.group(2)) if m else (None, None)
     records = _load_list(path, rel, report)
     if records is None:
@@ -124,7 +132,7 @@ def _check_file(path: Path, rel: str, ctx: dict[str, Any], report: _Report) -> d
     seen: set[str] = set()
     for i, rec in enumerate(tqdm(records, desc=rel, unit="rec", disable=None, mininterval=2)):
         where = f"{rel}[{i}]"
-        problem = _shape_error(rec)
+        problem = shape_error(rec)
         if problem is not None:
             report.add("bad_shape", f"{where}: {problem}")
             continue

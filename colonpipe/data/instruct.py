@@ -18,6 +18,14 @@ Contract of ``build_instruct(manifest_path, out_dir, params)``:
   are byte-identical. Every file is written even when empty.
 - Bad rows are skipped and counted under ``stats["skipped"]``; a missing or unreadable
   manifest, or one lacking columns, raises ``InstructError`` naming the file.
+- A manifest ``group`` column (videos / cases) makes the seeded split leak-free: frames of
+  one group land in one split (``splits.assign_grouped``).
+- Catalogued datasets (manifest metadata ``colonpipe.expected``): ``stats["catalogue"]``
+  compares the positive images per split with ColonINST's (``catalogue.compare``) and
+  ``stats["count_warnings"]`` lists the ones that differ (also logged as warnings).
+- An official release (manifest metadata ``colonpipe.release``) is passed on: its JSON
+  files are copied byte for byte (after checking they still have the digests ingest
+  recorded) instead of being regenerated, and ``stats.json`` counts their records.
 """
 
 from __future__ import annotations
@@ -34,7 +42,9 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from colonpipe import atomic
-from colonpipe.data.manifest import COLUMNS, SPLITS
+from colonpipe.data.catalogue import compare_datasets
+from colonpipe.data.manifest import COLUMNS, EXPECTED_KEY, RELEASE_KEY, SPLITS
+from colonpipe.data.sources.release_files import pass_release
 from colonpipe.data.splits import SplitItem, assign_splits, check_ratios
 from colonpipe.data.templates import HUMAN_PREFIX, format_box, render_question, template_index
 from colonpipe.params import InstructParams
@@ -61,6 +71,7 @@ class ImageEntry:
     official: str | None = None
     caption: str | None = None
     boxes: dict[str, Box | None] = field(default_factory=dict)  # category -> merged box
+    group: str | None = None  # video / case id (leak-free split)
 
     @property
     def primary(self) -> str:
@@ -126,7 +137,25 @@ def read_manifest(path: Path) -> dict[str, list[Any]]:
     missing = [c for c in COLUMNS if c not in table.column_names]
     if missing:
         raise InstructError(f"{path}: manifest lacks column(s) {missing} (schema: colonpipe.data.manifest)")
-    return {c: table.column(c).to_pylist() for c in COLUMNS}
+    cols = {c: table.column(c).to_pylist() for c in COLUMNS}
+    cols["group"] = table.column("group").to_pylist() if "group" in table.column_names else [None] * table.num_rows
+    return cols
+
+
+def manifest_metadata(path: Path) -> dict[str, Any]:
+    """The manifest's ``colonpipe.*`` metadata entries, decoded (``{}`` when absent)."""
+    try:
+        meta = pq.read_schema(path).metadata or {}
+    except (OSError, pa.ArrowException) as exc:
+        raise InstructError(f"{path}: cannot read manifest as parquet ({exc})") from None
+    out = {}
+    for key, name in ((EXPECTED_KEY, "expected"), (RELEASE_KEY, "release")):
+        if key in meta:
+            try:
+                out[name] = json.loads(meta[key])
+            except ValueError:
+                raise InstructError(f"{path}: manifest metadata {key.decode()} is not JSON") from None
+    return out
 
 
 def collect_images(cols: dict[str, list[Any]], skipped: dict[str, int]) -> dict[str, ImageEntry]:
@@ -134,13 +163,14 @@ def collect_images(cols: dict[str, list[Any]], skipped: dict[str, int]) -> dict[
     raw_boxes: dict[tuple[str, str], list[Box]] = defaultdict(list)
     images: dict[str, ImageEntry] = {}
     splits: dict[str, set[str | None]] = defaultdict(set)
-    for ds, split, image, category, box, caption in zip(
-        cols["dataset"], cols["split"], cols["image"], cols["category"], cols["box"], cols["caption"]
+    for ds, split, image, category, box, caption, group in zip(
+        cols["dataset"], cols["split"], cols["image"], cols["category"], cols["box"], cols["caption"],
+        cols.get("group") or [None] * len(cols["image"])
     ):
         if not image or not category or not ds:
             skipped["rows_missing_field"] += 1
             continue
-        entry = images.setdefault(image, ImageEntry(id=image, dataset=ds))
+        entry = images.setdefault(image, ImageEntry(id=image, dataset=ds, group=group))
         splits[image].add(split)
         if caption and entry.caption is None:
             entry.caption = caption
@@ -258,21 +288,47 @@ def _plain(tree: Any) -> Any:
     return tree
 
 
+def catalogue_counts(images: dict[str, ImageEntry], split_of: dict[str, str],
+                     expected: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """Per catalogued dataset: found vs ColonINST positive images per split, and warnings."""
+    found: dict[str, dict[str, int]] = defaultdict(lambda: {s: 0 for s in SPLITS})
+    for image_id, split in split_of.items():
+        found[images[image_id].dataset][split] += 1
+    return compare_datasets(found, expected)
+
+
 def build_instruct(manifest_path: Path, out_dir: Path, params: InstructParams) -> dict[str, Any]:
     """Manifest -> ColonINST JSON files + ``stats.json`` under ``out_dir``; returns the stats."""
     problems = check_ratios(params.split_ratios)
     if problems:
         raise InstructError("instruct params: " + "; ".join(problems))
     manifest_path, out_dir = Path(manifest_path), Path(out_dir)
+    meta = manifest_metadata(manifest_path) if manifest_path.is_file() else {}
+    if "release" in meta:
+        try:
+            required = sorted({rel.split("/", 1)[1] for rel in output_files().values()})
+            stats = pass_release(meta["release"], out_dir / JSON_DIR, meta.get("expected", {}), required)
+        except ValueError as exc:
+            raise InstructError(f"{manifest_path}: {exc}") from None
+        for warning in stats.get("count_warnings", []):
+            logger.warning("count check: %s", warning)
+        write_json_atomic(out_dir / "stats.json", stats)
+        return stats
     skipped: dict[str, int] = defaultdict(int)
     images = collect_images(read_manifest(manifest_path), skipped)
     logger.info("%s: %d images", manifest_path, len(images))
-    items = (SplitItem(e.id, e.dataset, e.primary, e.official) for e in images.values())
+    items = (SplitItem(e.id, e.dataset, e.primary, e.official, e.group) for e in images.values())
     split_of = assign_splits(items, params.split_ratios, seed=params.seed)
     records = build_records(images, split_of, params.seed, skipped)
     files = write_files(out_dir, records)
     stats = compute_stats(images, split_of, records, skipped)
     stats["files"] = files
+    if "expected" in meta:
+        stats["catalogue"], warnings = catalogue_counts(images, split_of, meta["expected"])
+        for warning in warnings:
+            logger.warning("count check: %s", warning)
+        if warnings:
+            stats["count_warnings"] = warnings
     write_json_atomic(out_dir / "stats.json", stats)
     if stats["skipped"]:
         logger.info("skipped or unused: %s", ", ".join(f"{k}={n}" for k, n in stats["skipped"].items()))

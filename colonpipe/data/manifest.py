@@ -14,8 +14,17 @@ one (image, category) pair into their enclosing box.
 | category | string            | ColonINST child category (canonical name)                     |
 | box      | list<int32> (4)   | ``[x1, y1, x2, y2]`` inclusive source pixels, or null         |
 | caption  | string, nullable  | the image's caption, repeated on each of its rows             |
+| group    | string, nullable  | video / case id (only present when a source groups frames)   |
 
 Rows are sorted by (image, category, box) so the file is byte-identical on rerun.
+
+The ``group`` column exists only when some source defines groups (``group_by`` or a table's
+group column): images sharing (dataset, group) are split together. Two optional JSON
+entries of the parquet key-value metadata carry what ``instruct`` needs beyond rows:
+``colonpipe.expected`` (``{dataset: {"expected": {split: n}, "expected_reg": ..., "exact":
+bool}}`` from the catalogue) and ``colonpipe.release`` (``{"json_dir": path, "files":
+{relative path: sha256}}`` for an official release passed through unchanged). A manifest
+without them (the demo's) is byte-identical to one written before they existed.
 """
 
 from __future__ import annotations
@@ -39,5 +48,10 @@ SCHEMA = pa.schema(
         pa.field("caption", pa.string()),
     ]
 )
+
+GROUP = pa.field("group", pa.string())
+GROUPED_SCHEMA = SCHEMA.append(GROUP)
+EXPECTED_KEY = b"colonpipe.expected"
+RELEASE_KEY = b"colonpipe.release"
 
 SPLITS = ("train", "val", "test")

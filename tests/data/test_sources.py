@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from colonpipe.data.sources import READERS, list_source
+from colonpipe.data.sources import READERS, ReadOptions, list_source
 from colonpipe.data.sources.common import safe_relpath
 from colonpipe.data.sources.mask import mask_extent, mask_extents
 
@@ -26,7 +26,9 @@ def _text(path: Path, text: str) -> Path:
 
 
 def _read(fmt: str, root: Path, **kw):
-    return READERS[fmt](list_source(root), **kw)
+    if "yolo_classes" in kw:
+        kw["yolo_classes"] = tuple(kw["yolo_classes"])
+    return READERS[fmt](list_source(root), ReadOptions(**kw))
 
 
 def _kinds(result) -> list[str]:
@@ -117,7 +119,7 @@ def test_mask_extents_pool_matches_sequential(tmp_path):
     paths.append(str(tmp_path / "bad.png"))
     seq = mask_extents(paths, workers=1)
     assert mask_extents(paths, workers=2) == seq
-    assert seq[1] == ((1, 1, 11, 6), (30, 20)) and seq[0] == (None, (30, 20)) and isinstance(seq[-1], str)
+    assert seq[1] == ((1, 1, 11, 6), (30, 20)) and seq[0] == (None, (30, 20)) and seq[-1][0] == "corrupt_annotation"
 
 
 def test_mask_reader_pairs_by_folder_and_stem(tmp_path):
@@ -214,3 +216,20 @@ def test_json_boxes_reader_both_shapes(tmp_path):
                    ("sub/images/x.png", "ulcer", (0, 0, 5, 5), None)]
     assert _kinds(res) == ["annotation_without_image", "malformed_annotation", "malformed_annotation",
                            "path_escape"]
+
+
+def test_mask_extent_matches_a_numpy_reference_on_noisy_masks(tmp_path):
+    """The 8-bit path thresholds inside the non-zero extent only; it must give the same box."""
+    rng = np.random.default_rng(0)
+    for k in range(120):
+        h, w = (int(v) for v in rng.integers(5, 60, 2))
+        arr = np.zeros((h, w), np.uint8)
+        arr[rng.random((h, w)) < 0.05] = rng.integers(1, 256)
+        if k % 3 == 0:
+            arr = (arr > 0).astype(np.uint8)  # a 0/1 mask
+        path = tmp_path / f"m{k}.png"
+        Image.fromarray(arr).save(path)
+        fg = arr > (0 if arr.max() <= 1 else 127)
+        cols, rows = np.flatnonzero(fg.any(axis=0)), np.flatnonzero(fg.any(axis=1))
+        want = (int(cols[0]), int(rows[0]), int(cols[-1]), int(rows[-1])) if fg.any() else None
+        assert mask_extent(path) == (want, (w, h))

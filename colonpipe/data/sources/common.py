@@ -9,15 +9,21 @@ Contract:
 - Boxes are ``(x1, y1, x2, y2)`` in inclusive 0-based source pixels; readers convert their
   format's convention (VOC is 1-based, YOLO normalised centre/size) and may return floats,
   out-of-image or inverted boxes: ``ingest`` decides what to clip or skip.
+- Finding the image an annotation means: ``colonpipe.data.sources.pairing``.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import math
 import os
 import posixpath
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import Any
+
+from colonpipe.params import SourceParams
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".gif", ".webp"})
 
@@ -67,6 +73,45 @@ class ReadResult:
     images: list[str] = field(default_factory=list)
     claimed: set[str] = field(default_factory=set)
     problems: list[Problem] = field(default_factory=list)
+    groups: dict[str, str] = field(default_factory=dict)  # image -> video/case id the annotation states
+
+
+@dataclass(frozen=True)
+class ReadOptions:
+    """A source's reading options, resolved to concrete values (``None``: the reader's default)."""
+
+    official_split: bool = False
+    split_aliases: Mapping[str, str] = field(default_factory=lambda: dict(SPLIT_FOLDERS))  # lower-case name
+    yolo_classes: tuple[str, ...] = ()
+    workers: int = 1
+    image_dirs: tuple[str, ...] | None = None  # folder-name globs
+    annotation_dirs: tuple[str, ...] | None = None
+    annotation_suffix: str | None = None
+    annotation_files: tuple[str, ...] | None = None  # coco: path globs of the JSON files
+    box_format: str = "xywh"  # coco bbox convention
+    category_key: str = "name"  # coco raw label: category name or id
+    label_level: int | None = None  # class_folders: folder index naming the label
+    table: Any = None  # TableParams for label_table (and image labels of other formats)
+
+    @classmethod
+    def from_source(cls, spec: SourceParams, *, workers: int = 1) -> "ReadOptions":
+        """Options of a resolved source (preset already applied)."""
+        aliases = dict(SPLIT_FOLDERS)
+        aliases.update({k.lower(): v for k, v in spec.split_folders.items()})
+        tup = lambda v: None if v is None else tuple(v)  # noqa: E731 - tiny local converter
+        return cls(official_split=spec.split == "official", split_aliases=aliases,
+                   yolo_classes=tuple(spec.yolo_classes), workers=workers, image_dirs=tup(spec.image_dirs),
+                   annotation_dirs=tup(spec.annotation_dirs), annotation_suffix=spec.annotation_suffix or None,
+                   annotation_files=tup(spec.annotation_files), box_format=spec.box_format or "xywh",
+                   category_key=spec.category_key or "name", label_level=spec.label_level, table=spec.table)
+
+
+def split_of(rel: str, aliases: Mapping[str, str] = SPLIT_FOLDERS) -> str | None:
+    """``train``/``val``/``test`` from the first split folder in ``rel`` (case-insensitive); None without one."""
+    for part in rel.split("/")[:-1]:
+        if part.lower() in aliases:
+            return aliases[part.lower()]
+    return None
 
 
 @dataclass(frozen=True)
@@ -76,6 +121,7 @@ class SourceListing:
     root: Path  # as given in params (may be relative to the working directory)
     files: tuple[str, ...]
     problems: tuple[Problem, ...] = ()
+    ignored: int = 0  # files left out by the source's ignore globs
 
     def display(self, rel: str) -> str:
         """The user-facing path of ``rel``: the root as given, joined with ``rel``."""
@@ -90,27 +136,41 @@ class SourceListing:
 
 
 def display_path(root: Path, rel: str) -> str:
-    return (PurePosixPath(root.as_posix()) / rel).as_posix()
+    """``root/rel`` as the user would type it (``../`` steps resolved: a release's JSON files)."""
+    joined = (PurePosixPath(root.as_posix()) / rel).as_posix()
+    return posixpath.normpath(joined) if rel.startswith("../") else joined
 
 
 def is_image(rel: str) -> bool:
     return PurePosixPath(rel).suffix.lower() in IMAGE_SUFFIXES
 
 
-def list_source(root: Path) -> SourceListing:
+def matches_any(name: str, globs: Sequence[str]) -> bool:
+    """Case-insensitive ``fnmatch`` of ``name`` against any of ``globs``."""
+    low = name.lower()
+    return any(fnmatch.fnmatchcase(low, g.lower()) for g in globs)
+
+
+def list_source(root: Path, ignore: Sequence[str] = ()) -> SourceListing:
     """List regular files under ``root`` (sorted, posix, relative); report escaping symlinks.
 
     A symlinked file is kept when its target stays inside the root. Symlinked folders are
-    never descended into (no loops); one pointing outside the root is reported.
+    never descended into (no loops); one pointing outside the root is reported. Paths
+    matching an ``ignore`` glob (``*`` crosses folders: ``imagesAll_positive/*``) are left
+    out silently and only counted.
     """
     real_root = root.resolve()
     files: list[str] = []
     problems: list[Problem] = []
+    ignored = 0
     for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
         dirnames.sort()
         rel_dir = Path(dirpath).relative_to(root).as_posix()
         for name in sorted(filenames + [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]):
             rel = name if rel_dir == "." else f"{rel_dir}/{name}"
+            if ignore and matches_any(rel, ignore):
+                ignored += 1
+                continue
             full = Path(dirpath) / name
             if full.is_symlink():
                 target = full.resolve()
@@ -129,7 +189,7 @@ def list_source(root: Path) -> SourceListing:
                     continue
             if full.is_file():
                 files.append(rel)
-    return SourceListing(root, tuple(sorted(files)), tuple(problems))
+    return SourceListing(root, tuple(sorted(files)), tuple(problems), ignored)
 
 
 def safe_relpath(base_dir: str, name: str) -> str | None:
@@ -147,6 +207,18 @@ def safe_relpath(base_dir: str, name: str) -> str | None:
     return joined
 
 
+def to_coord(value: Any) -> float:
+    """A JSON/table number as a float; ``ValueError`` for non-numbers and integers too large
+    for a float (a 400-digit integer would otherwise raise ``OverflowError`` much later)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"coordinate {value!r} is not a number")
+    try:
+        return float(value)
+    except OverflowError:
+        raise ValueError(f"coordinate is an integer of {value.bit_length()} bits, too large for a pixel "
+                         "position") from None
+
+
 def to_pixel(value: float) -> int:
     """Round a coordinate half-up (not banker's rounding), the same on every platform."""
     return int(math.floor(value + 0.5))
@@ -157,79 +229,9 @@ def parent_dir(rel: str) -> str:
     return "" if parent == "." else parent
 
 
-def stem_index(paths: list[str]) -> dict[tuple[str, str], list[str]]:
-    """``{(parent folder lower-cased, stem): [paths]}``: find an image by its annotation's stem."""
-    index: dict[tuple[str, str], list[str]] = {}
-    for rel in paths:
-        p = PurePosixPath(rel)
-        index.setdefault((parent_dir(rel).lower(), p.stem), []).append(rel)
-    return index
-
-
-def swap_folder(rel_dir: str, names: set[str], replacements: tuple[str, ...]) -> list[str]:
-    """Candidate folders for ``rel_dir`` with its last component in ``names`` replaced.
-
-    ``labels/a`` with names {"labels"} and replacements ("images",) gives ``images/a``.
-    Matching is case-insensitive on the component; the folder itself is always a candidate.
-    """
-    parts = rel_dir.split("/") if rel_dir else []
-    out: list[str] = []
-    for i in range(len(parts) - 1, -1, -1):
-        if parts[i].lower() in names:
-            for rep in replacements:
-                out.append("/".join(parts[:i] + [rep] + parts[i + 1:]))
-            break
-    out.append(rel_dir)
-    return out
-
-
-def find_image(ann_rel: str, index: dict[tuple[str, str], list[str]], *,
-               ann_dirs: set[str], image_dirs: tuple[str, ...]) -> tuple[str | None, list[str]]:
-    """The image paired with an annotation file by stem: ``(image or None, other matches)``.
-
-    The image is looked up in the annotation's folder with an annotation-folder component
-    swapped for an image-folder one (``labels/x.txt`` -> ``images/x.jpg``), then beside it.
-    Several images with the same stem: the first in sorted order wins, the rest are returned.
-    """
-    stem = PurePosixPath(ann_rel).stem
-    for folder in swap_folder(parent_dir(ann_rel), ann_dirs, image_dirs):
-        hits = [h for h in index.get((folder.lower(), stem), []) if h != ann_rel]
-        if hits:
-            return hits[0], hits[1:]
-    return None, []
-
-
 def read_text(path) -> str:
     """A small annotation text file; ``ValueError`` when not UTF-8."""
     try:
         return path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as exc:
         raise ValueError(f"not UTF-8 text ({exc.reason})") from None
-
-
-def pair_text_files(listing: SourceListing, ann_dirs: set[str], image_dirs: tuple[str, ...],
-                    result: ReadResult, *, skip: frozenset[str] = frozenset()):
-    """Yield ``(txt rel, image rel, text)`` for each ``.txt`` with a matching image; report the rest."""
-    index = stem_index(result.images)
-    for rel in listing.with_suffix(".txt"):
-        if rel.rsplit("/", 1)[-1].lower() in skip:
-            continue
-        image, others = find_image(rel, index, ann_dirs=ann_dirs, image_dirs=image_dirs)
-        if image is None:
-            result.problems.append(Problem(listing.display(rel), "annotation_without_image",
-                                           "no image with the same stem"))
-            continue
-        result.claimed.add(image)
-        if others:
-            result.problems.append(Problem(listing.display(rel), "ambiguous_image",
-                                           f"several images match; using {image}, ignoring {', '.join(others)}"))
-        try:
-            text = read_text(listing.root / rel)
-        except (OSError, ValueError) as exc:
-            result.problems.append(Problem(listing.display(rel), "malformed_annotation", str(exc)))
-            continue
-        if not any(line.strip() and not line.lstrip().startswith("#") for line in text.splitlines()):
-            result.problems.append(Problem(listing.display(rel), "empty_annotation",
-                                           f"annotation file lists no objects (image {image})"))
-            continue
-        yield rel, image, text

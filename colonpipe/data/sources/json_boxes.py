@@ -11,18 +11,21 @@
          "boxes": [{"label": "polyp", "box": [38, 5, 430, 338]}]}]
 
 Images are looked up relative to the JSON's folder, first in its ``images/`` sub-folder
-and then beside it; a key without extension matches by stem. Boxes are inclusive 0-based
-pixels. ``width``/``height``, when given, must match the image (``ingest`` checks).
+and then beside it (exact case first; two files differing only in case are reported as
+ambiguous); a key without extension matches by stem. Boxes are inclusive 0-based pixels;
+a coordinate that is not a number, or an integer too large for a float (a 400-digit one),
+is a malformed box, reported. ``width``/``height``, when given, must match the image
+(``ingest`` checks).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from pathlib import PurePosixPath
 
-from colonpipe.data.sources.common import (Problem, RawObject, ReadResult, SourceListing, parent_dir,
-                                           safe_relpath, stem_index)
+from colonpipe.data.sources.common import (Problem, RawObject, ReadOptions, ReadResult, SourceListing, parent_dir,
+                                           safe_relpath, to_coord)
+from colonpipe.data.sources.pairing import PathIndex, case_problem, stem_index
 
 IMAGE_DIRS = ("images", "image", "")
 
@@ -51,32 +54,48 @@ def _box(item) -> tuple[tuple[float, float, float, float], str]:
     else:
         vals = [item.get(k) for k in ("xmin", "ymin", "xmax", "ymax")]
     if any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in vals):
-        raise ValueError(f"box coordinates must be numbers, got {vals}")
-    x1, y1, x2, y2 = (float(v) for v in vals)
+        raise ValueError(f"box coordinates must be numbers, got {_short(vals)}")
+    x1, y1, x2, y2 = (to_coord(v) for v in vals)
     return (x1, y1, x2, y2), str(item["label"])
 
 
+def _short(value, limit: int = 120) -> str:
+    """``repr`` cut to ``limit`` characters; huge integers shown by their size (hostile files)."""
+    if isinstance(value, list):
+        text = "[" + ", ".join(_short(v, 24) for v in value) + "]"
+    elif isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 64:
+        text = f"<{value.bit_length()}-bit integer>"
+    else:
+        text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _size(entry: dict) -> tuple[int, int] | None:
+    """``(width, height)`` when both are plain, plausible integers (else unchecked)."""
     w, h = entry.get("width"), entry.get("height")
-    return (int(w), int(h)) if isinstance(w, int) and isinstance(h, int) else None
+    ok = all(isinstance(v, int) and not isinstance(v, bool) and 0 < v < 2**31 for v in (w, h))
+    return (w, h) if ok else None
 
 
-def _find(json_dir: str, key: str, lower: dict[str, str], index) -> tuple[str | None, bool]:
-    """``(image or None, escaped)`` for an image key relative to the JSON's folder."""
+def _find(json_dir: str, key: str, paths: PathIndex, index) -> tuple[str | None, list[str], bool]:
+    """``(image or None, case variants, escaped)`` for an image key relative to the JSON's folder."""
     for sub in IMAGE_DIRS:
         base = f"{json_dir}/{sub}".strip("/") if sub else json_dir
         joined = safe_relpath(base, key)
         if joined is None:
-            return None, True
-        if PurePosixPath(key).suffix and joined.lower() in lower:
-            return lower[joined.lower()], False
+            return None, [], True
+        if PurePosixPath(key).suffix:
+            image, others = paths.lookup(joined)
+            if image is not None or others:
+                return image, others, False
+            continue
         hits = index.get((parent_dir(joined).lower(), PurePosixPath(joined).name), [])
-        if not PurePosixPath(key).suffix and hits:
-            return hits[0], False
-    return None, False
+        if hits:
+            return hits[0], [], False
+    return None, [], False
 
 
-def _read_json(listing: SourceListing, rel: str, lower, index, result: ReadResult) -> None:
+def _read_json(listing: SourceListing, rel: str, paths: PathIndex, index, result: ReadResult) -> None:
     shown = listing.display(rel)
     try:
         entries = _entries(json.loads((listing.root / rel).read_text(encoding="utf-8")))
@@ -84,10 +103,15 @@ def _read_json(listing: SourceListing, rel: str, lower, index, result: ReadResul
         result.problems.append(Problem(shown, "malformed_annotation", f"JSON cannot be read ({exc})"))
         return
     for key, entry in entries:
-        image, escaped = _find(parent_dir(rel), key, lower, index)
+        image, others, escaped = _find(parent_dir(rel), key, paths, index)
         if escaped:
             result.problems.append(Problem(shown, "path_escape", f"image {key!r} points outside the source root"))
             continue
+        problem = case_problem(shown, key, image, others)
+        if problem is not None:
+            result.problems.append(problem)
+            if image is None:
+                continue
         if image is None:
             result.problems.append(Problem(shown, "annotation_without_image", f"image {key!r} not found"))
             continue
@@ -105,12 +129,10 @@ def _read_json(listing: SourceListing, rel: str, lower, index, result: ReadResul
             result.objects.append(RawObject(image=image, label=label, box=box, annotation=rel, size=_size(entry)))
 
 
-def read(listing: SourceListing, *, official_split: bool = False, yolo_classes: Sequence[str] = (),
-         workers: int = 1) -> ReadResult:
+def read(listing: SourceListing, opts: ReadOptions = ReadOptions()) -> ReadResult:
     """Objects of every ``.json`` file under the root."""
     result = ReadResult(images=listing.images())
-    lower = {r.lower(): r for r in result.images}
-    index = stem_index(result.images)
+    paths, index = PathIndex(result.images), stem_index(result.images)
     for rel in listing.with_suffix(".json"):
-        _read_json(listing, rel, lower, index, result)
+        _read_json(listing, rel, paths, index, result)
     return result

@@ -2,7 +2,9 @@
 
 The image is the XML's ``<filename>`` (the XML's own stem when absent), looked up in a folder
 parallel to the XML's (``Annotations/`` -> ``JPEGImages/`` or ``images/``) and then beside
-the XML; when the exact name is missing, an image with the same stem is used. A filename
+the XML, exact case first (two files differing only in case are reported as ambiguous);
+when the exact name is missing, an image with the same stem is used (KUMC's XMLs name
+``.png`` files its ``Image/<video>/`` folders hold as ``.jpg``). A filename
 that climbs out of the source root (``../``, absolute) is reported as a path escape.
 VOC coordinates are 1-based inclusive; they are shifted to 0-based here.
 """
@@ -10,30 +12,31 @@ VOC coordinates are 1-based inclusive; they are shifted to 0-based here.
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
-from collections.abc import Sequence
 from pathlib import PurePosixPath
 
-from colonpipe.data.sources.common import (Problem, RawObject, ReadResult, SourceListing, parent_dir,
-                                           safe_relpath, stem_index, swap_folder)
+from colonpipe.data.sources.common import (Problem, RawObject, ReadOptions, ReadResult, SourceListing, parent_dir,
+                                           safe_relpath)
+from colonpipe.data.sources.pairing import PairIndex, PathIndex, case_problem, swap_folder
 
-ANN_DIRS = {"annotations", "annotation", "xml", "labels"}
+ANN_DIRS = ("annotations", "annotation", "xml", "labels")
 IMAGE_DIRS = ("jpegimages", "images", "image")
+_GLOB = set("*?[")
 
 
-def _resolve_image(xml_rel: str, filename: str, lower: dict[str, str],
-                   index: dict[tuple[str, str], list[str]]) -> tuple[str | None, bool]:
-    """``(image rel path or None, escaped)`` for the XML's ``<filename>``."""
-    for folder in swap_folder(parent_dir(xml_rel), ANN_DIRS, IMAGE_DIRS):
+def _resolve_image(xml_rel: str, filename: str, paths: PathIndex, pairs: PairIndex,
+                   opts: ReadOptions) -> tuple[str | None, list[str], bool]:
+    """``(image rel path or None, case variants, escaped)`` for the XML's ``<filename>``."""
+    ann_dirs = opts.annotation_dirs or ANN_DIRS
+    names = [d for d in (opts.image_dirs or IMAGE_DIRS) if not _GLOB & set(d)]  # literal folder names
+    for folder in swap_folder(parent_dir(xml_rel), {d.lower() for d in ann_dirs}, tuple(names)):
         joined = safe_relpath(folder, filename)
         if joined is None:
-            return None, True
-        if joined.lower() in lower:
-            return lower[joined.lower()], False
-    for folder in swap_folder(parent_dir(xml_rel), ANN_DIRS, IMAGE_DIRS):
-        hits = index.get((folder.lower(), PurePosixPath(filename).stem), [])
-        if hits:
-            return hits[0], False
-    return None, False
+            return None, [], True
+        image, others = paths.lookup(joined)
+        if image is not None or others:
+            return image, others, False
+    image, _ = pairs.find(xml_rel, ann_dirs, stem=PurePosixPath(filename.replace("\\", "/")).stem)
+    return image, [], False
 
 
 def _box(obj: ET.Element) -> tuple[float, float, float, float]:
@@ -47,7 +50,8 @@ def _box(obj: ET.Element) -> tuple[float, float, float, float]:
     return x1, y1, x2, y2
 
 
-def _read_xml(listing: SourceListing, rel: str, lower, index, result: ReadResult) -> None:
+def _read_xml(listing: SourceListing, rel: str, paths: PathIndex, pairs: PairIndex, opts: ReadOptions,
+              result: ReadResult) -> None:
     shown = listing.display(rel)
     try:
         tree = ET.parse(listing.root / rel)
@@ -56,10 +60,15 @@ def _read_xml(listing: SourceListing, rel: str, lower, index, result: ReadResult
         return
     xml_root = tree.getroot()
     filename = (xml_root.findtext("filename") or "").strip() or PurePosixPath(rel).stem
-    image, escaped = _resolve_image(rel, filename, lower, index)
+    image, others, escaped = _resolve_image(rel, filename, paths, pairs, opts)
     if escaped:
         result.problems.append(Problem(shown, "path_escape", f"<filename> {filename!r} points outside the source root"))
         return
+    problem = case_problem(shown, filename, image, others)
+    if problem is not None:
+        result.problems.append(problem)
+        if image is None:
+            return
     if image is None:
         result.problems.append(Problem(shown, "annotation_without_image", f"image {filename!r} not found"))
         return
@@ -76,12 +85,10 @@ def _read_xml(listing: SourceListing, rel: str, lower, index, result: ReadResult
         result.objects.append(RawObject(image=image, label=label, box=box, annotation=rel))
 
 
-def read(listing: SourceListing, *, official_split: bool = False, yolo_classes: Sequence[str] = (),
-         workers: int = 1) -> ReadResult:
+def read(listing: SourceListing, opts: ReadOptions = ReadOptions()) -> ReadResult:
     """Objects of every ``.xml`` file under the root."""
     result = ReadResult(images=listing.images())
-    lower = {r.lower(): r for r in result.images}
-    index = stem_index(result.images)
+    paths, pairs = PathIndex(result.images), PairIndex(result.images, opts.image_dirs or IMAGE_DIRS)
     for rel in listing.with_suffix(".xml"):
-        _read_xml(listing, rel, lower, index, result)
+        _read_xml(listing, rel, paths, pairs, opts, result)
     return result

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from colonpipe.data.sources.common import Problem, RawObject, ReadResult, SourceListing, pair_text_files
+from colonpipe.data.sources.common import Problem, RawObject, ReadOptions, ReadResult, SourceListing
+from colonpipe.data.sources.pairing import pair_text_files
 
-ANN_DIRS = {"labels", "label", "annotations"}
+ANN_DIRS = ("labels", "label", "annotations")
 IMAGE_DIRS = ("images", "image")
 
 
@@ -32,11 +33,13 @@ def parse_line(line: str, classes: Sequence[str]) -> tuple[tuple[float, float, f
     return (cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2), classes[idx]
 
 
-def read(listing: SourceListing, *, official_split: bool = False, yolo_classes: Sequence[str] = (),
-         workers: int = 1) -> ReadResult:
+def read(listing: SourceListing, opts: ReadOptions = ReadOptions()) -> ReadResult:
     """Objects of every label ``.txt`` file under the root."""
     result = ReadResult(images=listing.images())
-    for rel, image, text in pair_text_files(listing, ANN_DIRS, IMAGE_DIRS, result, skip=frozenset({"classes.txt"})):
+    yolo_classes = opts.yolo_classes
+    pairs = pair_text_files(listing, opts.annotation_dirs or ANN_DIRS, opts.image_dirs or IMAGE_DIRS, result,
+                            suffix=opts.annotation_suffix, skip=frozenset({"classes.txt"}))
+    for rel, image, text in pairs:
         for n, line in enumerate(text.splitlines(), start=1):
             if not line.strip() or line.lstrip().startswith("#"):
                 continue
