@@ -12,14 +12,14 @@ import sys
 
 COMMANDS: dict[str, tuple[str, str]] = {
     # name: ("module:function", one-line help)
-    "export": ("colonpipe.register.commands:export_main", "write a model as a stock transformers LLaVA folder"),
-    "predict": ("colonpipe.register.commands:predict_main", "answer a question about image files with a model"),
+    "export": ("colonpipe.register.model_commands:export_main", "write a model as a stock transformers LLaVA folder"),
+    "predict": ("colonpipe.register.model_commands:predict_main", "answer a question about image files with a model"),
     "merge": ("colonpipe.train.merge:main", "fold a trained LoRA adapter + projector into a full model folder"),
     "score": ("colonpipe.evaluate.command:main", "score ColonINST prediction files (ours or the reference's)"),
     "check-data": ("colonpipe.data.check:main", "check a ColonINST JSON folder against its images"),
-    "rollback": ("colonpipe.tracking.commands:rollback_main", "move the registry's champion alias back to previous"),
-    "registry": ("colonpipe.tracking.commands:registry_main", "show the registered model's aliases and versions"),
-    "summary": ("colonpipe.summary:main", "print the last run's metrics and registry decision"),
+    "rollback": ("colonpipe.register.registry_commands:rollback_main", "move the registry's champion alias back to previous"),
+    "registry": ("colonpipe.register.registry_commands:registry_main", "show the registered model's aliases and versions"),
+    "summary": ("colonpipe.register.run_summary:main", "print the last run's metrics and registry decision"),
 }
 
 

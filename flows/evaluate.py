@@ -29,7 +29,7 @@ from colonpipe.evaluate.suite import evaluate_splits
 from colonpipe.infer.runner import InferJob, run_inference
 from colonpipe.infer.task import resolve_runtime, task_paths
 from colonpipe.params import load_section
-from colonpipe.tracking.registry import alias_version
+from colonpipe.register.registry import alias_version
 from colonpipe.tracking.store import get_client
 from flows.mlflow_runs import close_run, open_run, publish_run_link, retry_on_io, tracking_uri
 

@@ -4,7 +4,7 @@
         --model-dir models/finetune/final --out registry.json
 
 Logs the metrics and the model (as the servable MLflow pyfunc, adapter merged into its base:
-``colonpipe.tracking.pyfunc``) to this stage's MLflow run, registers it as a new version of
+``colonpipe.register.pyfunc``) to this stage's MLflow run, registers it as a new version of
 params ``register.model_name``, applies the promotion rule and appends the decision to
 ``--out`` (which DVC must keep: ``persist: true``).
 """
@@ -18,7 +18,7 @@ from pathlib import Path
 
 from colonpipe.params import ParamsError, flatten, load_section
 from colonpipe.tracking import stage_run
-from colonpipe.tracking.registry import RegistryError, register_model
+from colonpipe.register.registry import RegistryError, register_model
 
 logger = logging.getLogger("stages.register")
 

@@ -1,7 +1,7 @@
 """Answer one question about each of many image files, batched; a bad image never stops the rest.
 
 The library half of ``colonpipe predict`` (the command, which also resolves ``models:/`` URIs,
-is :mod:`colonpipe.register.commands`):
+is :mod:`colonpipe.register.model_commands`):
 
 - :func:`task_question` turns ``--task`` (+ ``--box`` / ``--category``) into the first
   ColonINST template of that task; :func:`human_turn` puts ``<image>\\n`` in front as ColonINST

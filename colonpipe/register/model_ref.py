@@ -5,7 +5,7 @@
   as it is;
 - ``models:/<name>@<alias>`` or ``models:/<name>/<version>``: resolved in the project's MLflow
   store (``colonpipe.tracking.store.tracking_uri()``) to one version, whose pyfunc
-  ``model_dir`` artifact (see :mod:`colonpipe.tracking.pyfunc`) is downloaded into
+  ``model_dir`` artifact (see :mod:`colonpipe.register.pyfunc`) is downloaded into
   ``<cache>/registry/<store digest>/<name>/v<version>/`` and reused by later calls. A
   registered version never changes, so the cache needs no invalidation. The download goes to a
   temporary folder renamed into place, so an interrupted one leaves nothing that looks complete.
@@ -28,7 +28,7 @@ import mlflow
 import yaml
 from mlflow.exceptions import MlflowException
 
-from colonpipe.tracking.pyfunc import ARTIFACT_KEY
+from colonpipe.register.pyfunc import ARTIFACT_KEY
 from colonpipe.tracking.store import get_client, tracking_uri
 
 logger = logging.getLogger(__name__)

@@ -1,5 +1,5 @@
-"""MLflow tracking for colonpipe: one logger interface, parent/child stage runs, lineage,
-and the model-registry promotion rule.
+"""MLflow tracking for colonpipe (a leaf under the library): the store, parent/child stage runs,
+lineage and one logger interface. Registration, promotion and serving live in :mod:`colonpipe.register`.
 
 Typical use in a stage::
 

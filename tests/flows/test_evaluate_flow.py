@@ -34,7 +34,7 @@ def _instruction_files(repo: Path) -> None:
 
 def _register(uri: str, model_dir: Path, name: str, *, alias: str | None) -> str:
     from colonpipe.tracking.logger import MlflowLogger
-    from colonpipe.tracking.registry import log_model_dir, register_candidate
+    from colonpipe.register.registry import log_model_dir, register_candidate
     from colonpipe.tracking.store import get_client, get_experiment_id
 
     client = get_client(uri)

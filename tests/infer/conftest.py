@@ -9,8 +9,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from colonpipe.model.presets import build_base
-from colonpipe.params import ModelParams
 
 QUESTIONS = [
     "<image>\nCategorize the object.",
@@ -45,11 +43,3 @@ def make_dataset(root: Path, n: int, *, n_images: int = 6, corrupt: tuple[int, .
     path = root / "data.json"
     path.write_text(json.dumps(records, indent=2))
     return path
-
-
-@pytest.fixture(scope="session")
-def tiny_model_dir(tmp_path_factory) -> Path:
-    """The ``tiny`` preset with random weights, saved like ``models/base``."""
-    root = tmp_path_factory.mktemp("tiny")
-    corpus = make_dataset(root / "corpus", 40)
-    return build_base(ModelParams(), corpus_files=[corpus], out_dir=root / "model")

@@ -15,7 +15,7 @@ from colonpipe.infer.load import load_for_inference
 from colonpipe.infer.predict import human_turn, max_new_tokens_for, read_image, task_question
 from colonpipe.data.images import ImageError
 from colonpipe.cli import main as cli_main
-from colonpipe.register.commands import predict_main
+from colonpipe.register.model_commands import predict_main
 from tests.register.trained import write_training_output
 
 

@@ -43,12 +43,9 @@ def corpus_files(tmp_path_factory) -> list[Path]:
 
 
 @pytest.fixture(scope="session")
-def tiny_base(tmp_path_factory, corpus_files) -> Path:
-    """A tiny base model folder built with the default ``model`` params (random weights, seed 0)."""
-    from colonpipe.model import build_base
-    from colonpipe.params import ModelParams
-
-    return build_base(ModelParams(), corpus_files=corpus_files, out_dir=tmp_path_factory.mktemp("m") / "base")
+def tiny_base(tiny_model_dir) -> Path:
+    """The shared tiny base model folder (``tests/conftest.py``: default ``model`` params, seed 0)."""
+    return tiny_model_dir
 
 
 @pytest.fixture

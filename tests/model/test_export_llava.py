@@ -26,7 +26,7 @@ from colonpipe.infer.load import load_for_inference
 from colonpipe.model.export_llava import ExportError, export_llava, fold_head_bias, llava_processor
 from colonpipe.model.presets import build_base, load_base
 from colonpipe.params import ModelParams, TinyModelParams
-from colonpipe.register.commands import export_main
+from colonpipe.register.model_commands import export_main
 from tests.register.trained import save_perturbed, write_training_output
 
 QUESTIONS = ["<image>\nCategorize the object.", "<image>\nWhere is polyp located?",

@@ -38,11 +38,11 @@ def _files_of(folder: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
 
 
-def test_tiny_build_is_deterministic_across_processes(tiny_base, corpus_files, tmp_path):
+def test_tiny_build_is_deterministic_across_processes(tiny_base, tmp_path):
     out = tmp_path / "again"
     env = {**os.environ, "PYTHONHASHSEED": "123", "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(
-        [sys.executable, "stages/base.py", "--corpus", str(corpus_files[0].parent), "--out", str(out)],
+        [sys.executable, "stages/base.py", "--corpus", str(tiny_base.parent / "corpus"), "--out", str(out)],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]

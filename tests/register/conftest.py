@@ -1,31 +1,8 @@
-"""Fixtures for the register tests: a tiny saved ColonGPT with frames beside it, a throwaway MLflow store."""
+"""Fixtures for the register tests: the session MLflow store (``tests/conftest.py``) with a fresh model cache per test."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
-
-from colonpipe.model.presets import build_base
-from colonpipe.params import ModelParams
-from colonpipe.tracking.store import get_client
-from tests.infer.conftest import make_dataset
-
-
-@pytest.fixture(scope="session")
-def tiny_model_dir(tmp_path_factory) -> Path:
-    """The ``tiny`` preset (random weights) at ``<root>/model``; frames under ``<root>/corpus/images/Synth``."""
-    root = tmp_path_factory.mktemp("tiny")
-    corpus = make_dataset(root / "corpus", 16)
-    return build_base(ModelParams(), corpus_files=[corpus], out_dir=root / "model")
-
-
-@pytest.fixture(scope="session")
-def mlflow_store(tmp_path_factory) -> str:
-    """URI of a session-wide sqlite store, schema created once (it takes seconds)."""
-    uri = f"sqlite:///{tmp_path_factory.mktemp('mlruns')}/mlflow.db"
-    get_client(uri)
-    return uri
 
 
 @pytest.fixture

@@ -19,8 +19,8 @@ from colonpipe.evaluate.suite import evaluate_splits
 from colonpipe.params import IngestParams, RegisterParams, SourceParams
 from colonpipe.register.model_card import METRICS, read_metrics, write_model_card
 from colonpipe.tracking.lineage import stage_lineage
-from colonpipe.tracking.registry import Decision
-from colonpipe.tracking.rule import decide, load_metrics
+from colonpipe.register.registry import Decision
+from colonpipe.register.rule import decide, load_metrics
 from tests.evaluate.eval_cases import CLS, REC, TRAIN, strip_prediction, write
 
 REPO = Path(__file__).resolve().parents[2]

@@ -10,11 +10,11 @@ import pytest
 
 from colonpipe.infer.predict import predict_images
 from colonpipe.infer.load import load_for_inference
-from colonpipe.register.commands import predict_main
+from colonpipe.register.model_commands import predict_main
 from colonpipe.register.model_ref import ModelRefError, resolve_model
 from colonpipe.tracking.logger import MlflowLogger
-from colonpipe.tracking.model_log import log_pyfunc_model
-from colonpipe.tracking.registry import CHAMPION, register_candidate
+from colonpipe.register.model_log import log_pyfunc_model
+from colonpipe.register.registry import CHAMPION, register_candidate
 from colonpipe.tracking.store import get_client, get_experiment_id
 
 NAME = "colongpt_ref_test"

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from colonpipe.params import RegisterParams
-from colonpipe.tracking.rule import RegistryError, check_metrics, decide, load_metrics
+from colonpipe.register.rule import RegistryError, check_metrics, decide, load_metrics
 
 CFG = RegisterParams(
     model_name="m",
@@ -124,8 +124,8 @@ def test_params_reject_a_non_finite_verify_delay():
 def test_the_summary_shows_a_non_finite_decision():
     from dataclasses import asdict
 
-    from colonpipe.summary import format_decision
-    from colonpipe.tracking.registry import Decision
+    from colonpipe.register.run_summary import format_decision
+    from colonpipe.register.registry import Decision
 
     ok, reason, comps = decide(CFG, cand(cls=NAN), CHAMP)
     decision = Decision("m", "register", "2", "1", ok, reason, comps, "1", None).to_json()

@@ -13,7 +13,7 @@ import logging
 from pathlib import Path
 
 from colonpipe.params import ParamsError, load_section
-from colonpipe.tracking.registry import CHAMPION, METRIC_TAG, PREVIOUS, RegistryError, rollback
+from colonpipe.register.registry import CHAMPION, METRIC_TAG, PREVIOUS, RegistryError, rollback
 from colonpipe.tracking.store import get_client, tracking_uri
 
 logger = logging.getLogger(__name__)

@@ -28,7 +28,7 @@ import pytest
 from mlflow import MlflowClient
 
 from colonpipe.params import RegisterParams
-from colonpipe.tracking.registry import CHAMPION, PREV_CHAMPION_TAG, PREVIOUS, alias_version, promote, register_candidate
+from colonpipe.register.registry import CHAMPION, PREV_CHAMPION_TAG, PREVIOUS, alias_version, promote, register_candidate
 from colonpipe.tracking.store import is_remote
 
 BIN = Path(sys.executable).parent
@@ -80,7 +80,7 @@ WRITER = textwrap.dedent(
     import sys, threading, time
     from pathlib import Path
     from colonpipe.params import RegisterParams
-    from colonpipe.tracking.registry import promote, register_candidate
+    from colonpipe.register.registry import promote, register_candidate
     from colonpipe.tracking.store import get_client
 
     verify_s, go, machine = float(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])

@@ -1,4 +1,4 @@
-"""MLflow "models from code" file of the servable ColonGPT (see ``colonpipe.tracking.pyfunc``).
+"""MLflow "models from code" file of the servable ColonGPT (see ``colonpipe.register.pyfunc``).
 
 ``mlflow.pyfunc.log_model(python_model=<this file>)`` copies it into the logged model; loading
 the model runs it, and ``set_model`` hands MLflow the ``PythonModel`` (no pickle involved).
@@ -6,6 +6,6 @@ the model runs it, and ``set_model`` hands MLflow the ``PythonModel`` (no pickle
 
 import mlflow
 
-from colonpipe.tracking.pyfunc import ColonGPTPyfunc
+from colonpipe.register.pyfunc import ColonGPTPyfunc
 
 mlflow.models.set_model(ColonGPTPyfunc())

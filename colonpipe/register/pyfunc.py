@@ -33,8 +33,8 @@ from typing import Any, Optional
 import mlflow
 import pandas as pd
 
-from colonpipe.tracking.serve_config import ServeConfig
-from colonpipe.tracking.serve_input import check_frame, decode_image, human_turn
+from colonpipe.register.serve_config import ServeConfig
+from colonpipe.register.serve_input import check_frame, decode_image, human_turn
 
 logger = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""Log ColonGPT as the servable MLflow pyfunc (contract: ``colonpipe.tracking.pyfunc``).
+"""Log ColonGPT as the servable MLflow pyfunc (contract: ``colonpipe.register.pyfunc``).
 
 ``log_pyfunc_model`` makes the model folder self-contained first: a training output
 (``final/`` with ``train_config.json``) refers to its base model by path, so it is merged
@@ -21,7 +21,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator, Optional
 
-from colonpipe.tracking.serve_config import ServeConfig
+from colonpipe.register.serve_config import ServeConfig
 
 if TYPE_CHECKING:
     from mlflow.models.model import ModelInfo
@@ -33,7 +33,7 @@ logger = logging.getLogger(__name__)
 
 def pinned_requirements() -> list[str]:
     """``name==version`` of every runtime requirement as installed here (local tags dropped)."""
-    from colonpipe.tracking.pyfunc import REQUIREMENTS
+    from colonpipe.register.pyfunc import REQUIREMENTS
 
     return [f"{name}=={metadata.version(name).split('+')[0]}" for name in REQUIREMENTS]
 
@@ -106,7 +106,7 @@ def log_pyfunc_model(
     """Log ``model_dir`` as the servable pyfunc in ``log``'s run; ``.model_uri`` is ``models:/m-...``."""
     import mlflow
 
-    from colonpipe.tracking.pyfunc import ARTIFACT_KEY, ENTRY_FILE
+    from colonpipe.register.pyfunc import ARTIFACT_KEY, ENTRY_FILE
 
     config = config or ServeConfig()
     with servable_dir(Path(model_dir), dtype=dtype) as folder, _active(log):

@@ -30,10 +30,10 @@ from mlflow.exceptions import MlflowException
 from PIL import Image
 
 from colonpipe.tracking.logger import MlflowLogger
-from colonpipe.tracking.model_log import log_pyfunc_model, pinned_requirements
-from colonpipe.tracking.registry import CHAMPION, register_candidate
-from colonpipe.tracking.serve_config import ServeConfig
-from colonpipe.tracking.serve_input import decode_image, human_turn
+from colonpipe.register.model_log import log_pyfunc_model, pinned_requirements
+from colonpipe.register.registry import CHAMPION, register_candidate
+from colonpipe.register.serve_config import ServeConfig
+from colonpipe.register.serve_input import decode_image, human_turn
 from colonpipe.tracking.store import get_client, get_experiment_id
 from tests.bombs import ERROR_SIDE, WARNING_SIDE, b64, png_bomb
 
@@ -102,7 +102,7 @@ def test_champion_loads_without_its_base_and_answers_like_the_trained_model(
     from colonpipe.infer.generate import generate_answers
     from colonpipe.infer.load import load_for_inference
 
-    images = tiny_model_dir.parent / "images" / "Synth"
+    images = tiny_model_dir.parent / "corpus" / "images" / "Synth"
     model, processor = load_for_inference(trained_final, threads=1)
     want = generate_answers(model, processor, [f"<image>\n{QUESTION}", "<image>\nWhere is polyp?"],
                             [load_rgb(images / "0.png"), load_rgb(images / "1.png")],

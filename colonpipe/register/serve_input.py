@@ -34,7 +34,7 @@ from PIL import Image
 
 from colonpipe.data.images import ImageBombError, ImageError, load_rgb
 from colonpipe.model.tokenizer import IMAGE_TOKEN
-from colonpipe.tracking.serve_config import ServeConfig, bad_input
+from colonpipe.register.serve_config import ServeConfig, bad_input
 
 MAX_PATH_CHARS = 4096  # PATH_MAX on Linux: anything longer is not a path
 

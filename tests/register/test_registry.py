@@ -16,7 +16,7 @@ import pytest
 from mlflow import MlflowClient
 
 from colonpipe.params import RegisterParams
-from colonpipe.tracking.registry import (
+from colonpipe.register.registry import (
     CHAMPION, PREVIOUS, RegistryError, alias_version, promote, register_candidate, rollback,
 )
 
@@ -128,7 +128,7 @@ RACER = textwrap.dedent(
     import sys, time
     from pathlib import Path
     from colonpipe.params import RegisterParams
-    from colonpipe.tracking.registry import promote, register_candidate
+    from colonpipe.register.registry import promote, register_candidate
     from colonpipe.tracking.store import get_client
 
     name, cls, go, out = sys.argv[1], float(sys.argv[2]), Path(sys.argv[3]), Path(sys.argv[4])

@@ -1,6 +1,6 @@
 """Model registry: register a candidate, promote it to ``champion`` only if it earns it.
 
-The rule itself is ``colonpipe.tracking.rule.decide``. This module does the side effects:
+The rule itself is ``colonpipe.register.rule.decide``. This module does the side effects:
 - ``register_candidate``: a new model version tagged with its metrics (``metric.<name>``)
   and source run, so the champion's numbers always come from the registry itself;
 - ``promote``: on a win the old champion gets alias ``previous`` and the candidate
@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Optional, Sequence
 
 from colonpipe import atomic
 from colonpipe.params import RegisterParams
-from colonpipe.tracking.rule import Comparison, RegistryError, check_metrics, decide, load_metrics
+from colonpipe.register.rule import Comparison, RegistryError, check_metrics, decide, load_metrics
 from colonpipe.tracking.store import file_lock, is_remote
 
 if TYPE_CHECKING:
@@ -327,7 +327,7 @@ def register_model(
         raise RegistryError(f"{model_dir}: model directory not found")
     log.log_metrics(metrics)
     from colonpipe.infer.load import ModelLoadError
-    from colonpipe.tracking.model_log import log_pyfunc_model
+    from colonpipe.register.model_log import log_pyfunc_model
 
     try:
         info = log_pyfunc_model(log, Path(model_dir), name=artifact_path)
