@@ -24,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from colonpipe.train import checkpoint as ck
+from colonpipe.model import checkpoint_files as ck
 
 
 def make_checkpoint(root: Path, mb: int) -> Path:

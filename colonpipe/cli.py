@@ -14,7 +14,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     # name: ("module:function", one-line help)
     "export": ("colonpipe.register.model_commands:export_main", "write a model as a stock transformers LLaVA folder"),
     "predict": ("colonpipe.register.model_commands:predict_main", "answer a question about image files with a model"),
-    "merge": ("colonpipe.train.merge:main", "fold a trained LoRA adapter + projector into a full model folder"),
+    "merge": ("colonpipe.model.merge_adapter:main", "fold a trained LoRA adapter + projector into a full model folder"),
     "score": ("colonpipe.evaluate.command:main", "score ColonINST prediction files (ours or the reference's)"),
     "check-data": ("colonpipe.data.check:main", "check a ColonINST JSON folder against its images"),
     "rollback": ("colonpipe.register.registry_commands:rollback_main", "move the registry's champion alias back to previous"),

@@ -9,7 +9,7 @@ per GPU. Here:
 - ``infer_sharded(...)`` fans a prediction file out into ``num_shards`` shards, either as
   deployment runs of ``infer_shard`` (``deployment="colonpipe-infer-shard/<name>"``) or,
   without a deployment, as local task runs; then merges the journals into the reference
-  prediction file (``colonpipe.infer.merge``, input order, atomic).
+  prediction file (``colonpipe.infer.merge_shards``, input order, atomic).
 
 Workers need the same view of the paths (a shared filesystem): the input JSON, the image
 root, the model folder and the journal folder. A shard that fails or whose worker dies is
@@ -28,7 +28,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.deployments import run_deployment
 
 from colonpipe.infer.journal import prepare_journal_dir
-from colonpipe.infer.merge import merge_predictions
+from colonpipe.infer.merge_shards import merge_predictions
 from colonpipe.infer.records import load_records
 from colonpipe.infer.runner import InferJob, job_fingerprint
 from colonpipe.infer.worker import ShardSpec, run_shard

@@ -7,5 +7,5 @@
 - ``generate.generate_answers(model, processor, questions, images, ...)``: in-process batched
   greedy generation whose answers do not depend on the batch size.
 - ``load.load_for_inference(model_dir, ...)``: a saved ColonGPT or a training output folder.
-- ``merge`` / ``journal`` / ``shards`` / ``records``: the bookkeeping underneath.
+- ``merge_shards`` / ``journal`` / ``shards`` / ``records``: the bookkeeping underneath.
 """

@@ -3,7 +3,7 @@
 Accepted folders:
 - a saved ColonGPT (``save_pretrained``: config.json + safetensors + processor files);
 - a training output (``models/<stage>/final``, marked by ``train_config.json``): base model +
-  PEFT adapter + projector via ``colonpipe.train.artifacts.load_trained``, the adapter merged
+  PEFT adapter + projector via ``colonpipe.model.trained.load_trained``, the adapter merged
   into the weights so generation pays no LoRA overhead.
 """
 
@@ -36,7 +36,7 @@ def load_for_inference(
         raise ModelLoadError(f"unknown dtype {dtype!r} (known: {', '.join(_DTYPES)})")
     try:
         if (model_dir / "train_config.json").is_file():  # a training output: base + adapter + projector
-            from colonpipe.train.artifacts import load_trained
+            from colonpipe.model.trained import load_trained
 
             model, processor = load_trained(model_dir, merge=True, dtype=_DTYPES[dtype],
                                             attn_implementation=attn_implementation)

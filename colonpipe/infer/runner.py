@@ -28,7 +28,7 @@ from colonpipe.hashing import sha256_path
 from colonpipe.data.images import ImageResolver
 from colonpipe.infer.inputs import decode_code, image_identities, image_roots
 from colonpipe.infer.journal import IMAGES_KEY, JOURNAL_GLOB, prepare_journal_dir, read_journals
-from colonpipe.infer.merge import MergeSummary, merge_predictions
+from colonpipe.infer.merge_shards import MergeSummary, merge_predictions
 from colonpipe.infer.records import load_records
 from colonpipe.infer.worker import ShardResult, ShardSpec, result_path
 

@@ -15,7 +15,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from colonpipe.infer.merge import MergeSummary
+from colonpipe.infer.merge_shards import MergeSummary
 from colonpipe.infer.runner import InferJob, run_inference
 from colonpipe.params import InferParams
 

@@ -66,7 +66,7 @@ def servable_dir(model_dir: Path, *, dtype: str = "float32") -> Iterator[Path]:
 
     model_dir = Path(model_dir)
     if (model_dir / "train_config.json").is_file():
-        from colonpipe.train.merge import DTYPES, merge_to_dir
+        from colonpipe.model.merge_adapter import DTYPES, merge_to_dir
 
         with tempfile.TemporaryDirectory(prefix="colonpipe-merged-") as tmp:
             try:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional, Sequence
 
 if TYPE_CHECKING:
-    from colonpipe.infer.merge import MergeSummary
+    from colonpipe.infer.merge_shards import MergeSummary
     from colonpipe.tracking.logger import RunLogger
 
 logger = logging.getLogger(__name__)

@@ -12,14 +12,13 @@ import logging
 import re
 from dataclasses import dataclass
 
-from peft import LoraConfig, PeftModel, get_peft_model
+from peft import LoraConfig, get_peft_model
 from torch import nn
 
+from colonpipe.model.trained import PART_MODULES, base_of
 from colonpipe.params import LoraParams, PartsParams
 
 logger = logging.getLogger(__name__)
-
-PART_MODULES = {"vision": "vision_tower", "projector": "multi_modal_projector", "llm": "language_model"}
 
 
 @dataclass(frozen=True)
@@ -51,11 +50,6 @@ def lora_config(parts: PartsParams, lora: LoraParams) -> LoraConfig | None:
     pattern = rf"(?:.*\.)?(?:{'|'.join(prefixes)})\..*\.(?:{names})"
     return LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
                       target_modules=pattern, bias="none")
-
-
-def base_of(model: nn.Module) -> nn.Module:
-    """The ColonGPT model under an optional PEFT wrapper."""
-    return model.get_base_model() if isinstance(model, PeftModel) else model
 
 
 def _numel(p: nn.Parameter) -> int:

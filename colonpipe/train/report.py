@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from colonpipe import atomic
-from colonpipe.train.checkpoint import write_json_atomic
+from colonpipe.model.checkpoint_files import write_json_atomic
 
 logger = logging.getLogger(__name__)
 

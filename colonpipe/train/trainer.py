@@ -14,7 +14,7 @@ or many processes (see :mod:`colonpipe.train.engine` and :mod:`colonpipe.train.l
 - Checkpoints every ``save_steps`` steps under ``<out>/checkpoints/step-N`` (atomic, every
   file's sha256 in its manifest); ``setup`` resumes from the newest one whose fingerprint
   matches and whose files all verify (rank 0 hashes, then tells the other ranks; a tampered
-  one is set aside as ``step-N.rejected``, see :mod:`colonpipe.train.checkpoint`).
+  one is set aside as ``step-N.rejected``, see :mod:`colonpipe.model.checkpoint_files`).
 - Dropout RNG is re-seeded from (seed, step, rank) every step, so a resumed run draws what the
   uninterrupted one would have.
 """
@@ -39,14 +39,15 @@ from tqdm import tqdm
 from transformers import get_cosine_schedule_with_warmup
 
 from colonpipe.hashing import sha256_path
+from colonpipe.model import checkpoint_files as ck, trained
+from colonpipe.model.trained import base_of
 from colonpipe.params import TrainParams
-from colonpipe.train import artifacts, checkpoint as ck
 from colonpipe.train.collator import TrainingCollator
 from colonpipe.train.dataset import load_dataset, token_count
 from colonpipe.train.engine import build_engine
 from colonpipe.train.launch import dist_info
 from colonpipe.train.loss import causal_lm_loss
-from colonpipe.train.parts import base_of, configure_parts
+from colonpipe.train.parts import configure_parts
 from colonpipe.train.report import write_reports
 
 logger = logging.getLogger(__name__)
@@ -156,7 +157,7 @@ class TrainRecipe:
         model, self.processor = load_base(self.paths.base, dtype=torch.float32, attn_implementation=attn)
         if self.paths.init_from is not None:
             self._check_init_from()
-            artifacts.load_projector(model, self.paths.init_from / ck.PROJECTOR_FILE)
+            trained.load_projector(model, self.paths.init_from / ck.PROJECTOR_FILE)
             logger.info("projector initialised from %s", self.paths.init_from)
         model.config.use_cache = False
         model.language_model.config.use_cache = False
@@ -243,7 +244,7 @@ class TrainRecipe:
             if path is None:
                 raise RuntimeError(f"{latest}: DeepSpeed could not load its state")
         else:
-            artifacts.load_trainables(self.model, latest)
+            trained.load_trainables(self.model, latest)
             opt = torch.load(latest / ck.OPTIMIZER_FILE, map_location=self.device, weights_only=True)
             self.engine.optimizer.load_state_dict(opt)
             sched = torch.load(latest / ck.SCHEDULER_FILE, weights_only=True)
@@ -342,7 +343,7 @@ class TrainRecipe:
         if self.p.deepspeed.enabled and not final:
             self.engine.save_checkpoint(str(tmp / ck.DEEPSPEED_DIR), tag="state", save_latest=False,
                                         exclude_frozen_parameters=True)
-        artifacts.save_trainables(tmp, self.model, full_parts=self.full_parts, is_main=main)
+        trained.save_trainables(tmp, self.model, full_parts=self.full_parts, is_main=main)
         if main:
             if not self.p.deepspeed.enabled and not final:
                 torch.save(self.engine.optimizer.state_dict(), tmp / ck.OPTIMIZER_FILE)

@@ -11,8 +11,8 @@ from PIL import Image
 from colonpipe.infer.generate import generate_answers
 from colonpipe.infer.load import ModelLoadError, load_for_inference
 from colonpipe.model.presets import load_base
-from colonpipe.train import checkpoint as ck
-from colonpipe.train.artifacts import save_trainables
+from colonpipe.model import checkpoint_files as ck
+from colonpipe.model.trained import save_trainables
 from tests.infer.conftest import QUESTIONS
 
 

@@ -74,8 +74,8 @@ def trained_final(tmp_path, tiny_model_dir) -> Path:
     from peft import LoraConfig, get_peft_model
 
     from colonpipe.model.presets import load_base
-    from colonpipe.train import checkpoint as ck
-    from colonpipe.train.artifacts import save_trainables
+    from colonpipe.model import checkpoint_files as ck
+    from colonpipe.model.trained import save_trainables
 
     base = shutil.copytree(tiny_model_dir, tmp_path / "base")
     out = tmp_path / "final"

@@ -14,8 +14,8 @@ from peft import LoraConfig, get_peft_model
 from safetensors.torch import save_file
 
 from colonpipe.model.presets import load_base
-from colonpipe.train import checkpoint as ck
-from colonpipe.train.artifacts import save_trainables
+from colonpipe.model import checkpoint_files as ck
+from colonpipe.model.trained import save_trainables
 
 _MOVED = ("multi_modal_projector", "lm_head", "final_layernorm")
 

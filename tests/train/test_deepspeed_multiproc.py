@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from colonpipe.train import checkpoint as ck
+from colonpipe.model import checkpoint_files as ck
 
 from trainutil import write_params
 

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from colonpipe.params import load_section
-from colonpipe.train import checkpoint as ck
+from colonpipe.model import checkpoint_files as ck
 from colonpipe.train.trainer import TrainPaths, TrainRecipe, run_training
 
 from trainutil import write_params
@@ -134,7 +134,7 @@ def test_a_tampered_checkpoint_is_never_loaded_and_resume_falls_back(tiny_base, 
     """Same-size edits (one byte flipped) of a resume file and of a final weight file: the
     resume skips the edited step-4 (set aside as step-4.rejected) and resumes at step 2; the
     final output refuses to load, naming the file."""
-    from colonpipe.train.artifacts import load_trained
+    from colonpipe.model.trained import load_trained
 
     paths = TrainPaths(tiny_base, train_data, train_data.parent / "images", tmp_path / "align")
     p = load_section("align", write_params(tmp_path / "params.yaml", "align", {**ALIGN, "max_steps": 6,

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from colonpipe.params import LoraParams, PartsParams, TrainParams
-from colonpipe.train import checkpoint as ck
-from colonpipe.train.artifacts import load_trained
-from colonpipe.train.merge import merge_to_dir
+from colonpipe.model import checkpoint_files as ck
+from colonpipe.model.trained import load_trained
+from colonpipe.model.merge_adapter import merge_to_dir
 from colonpipe.train.trainer import TrainPaths, run_training
 
 from trainutil import make_records

@@ -17,10 +17,16 @@ from peft import PeftModel, set_peft_model_state_dict
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from colonpipe.train import checkpoint as ck
-from colonpipe.train.parts import PART_MODULES, base_of
+from colonpipe.model import checkpoint_files as ck
 
 logger = logging.getLogger(__name__)
+
+PART_MODULES = {"vision": "vision_tower", "projector": "multi_modal_projector", "llm": "language_model"}
+
+
+def base_of(model: nn.Module) -> nn.Module:
+    """The ColonGPT model under an optional PEFT wrapper."""
+    return model.get_base_model() if isinstance(model, PeftModel) else model
 
 
 def _gathered(params: list[nn.Parameter]):

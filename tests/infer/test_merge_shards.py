@@ -3,7 +3,7 @@ import json
 import pytest
 
 from colonpipe.infer.journal import JournalWriter, journal_path
-from colonpipe.infer.merge import MergeError, merge_predictions
+from colonpipe.infer.merge_shards import MergeError, merge_predictions
 
 
 def _rec(i, image_id):

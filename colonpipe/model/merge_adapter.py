@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from colonpipe.train.artifacts import load_trained
+from colonpipe.model.trained import load_trained
 
 logger = logging.getLogger(__name__)
 

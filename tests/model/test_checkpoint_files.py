@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from colonpipe.train import checkpoint as ck
+from colonpipe.model import checkpoint_files as ck
 
 
 def fake_checkpoint(root: Path, step: int, *, fingerprint: str = "abc") -> Path:
