@@ -8,7 +8,7 @@
   is Phi's, with ``<image>`` added; image size / mean / std come from the SigLIP side.
 
 Both are saved by :func:`build_base` as a ``save_pretrained`` folder (config, safetensors weights,
-generation config, tokenizer, ``colongpt_processor.json``) and read back by :func:`load_base`.
+generation config, tokenizer, ``processor_config.json``, ``chat_template.jinja``) and read back by :func:`load_base`.
 """
 
 from __future__ import annotations
