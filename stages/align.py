@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import sys
 
+from colonpipe.register.cards import write_training_card
 from colonpipe.train.stage import stage_main
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    return stage_main("align", __file__, argv, doc=__doc__, data_help="CAP instruction JSON", init_from=False)
+    return stage_main("align", __file__, argv, doc=__doc__,
+                      data_help="CAP instruction JSON", init_from=False, after=write_training_card)
 
 
 if __name__ == "__main__":

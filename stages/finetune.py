@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import sys
 
+from colonpipe.register.cards import write_training_card
 from colonpipe.train.stage import stage_main
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    return stage_main("finetune", __file__, argv, doc=__doc__, data_help="CLS+REG+REC instruction JSON", init_from=True)
+    return stage_main("finetune", __file__, argv, doc=__doc__,
+                      data_help="CLS+REG+REC instruction JSON", init_from=True, after=write_training_card)
 
 
 if __name__ == "__main__":

@@ -139,6 +139,10 @@ def _metrics_section(metrics: Mapping) -> list[str]:
     lines = ["## Evaluation", "", "Reference-evaluator metrics on this run's splits (val was seen in "
              "training, test is held out), next to trivial baselines fitted on the training split "
              "(majority class; mean training box).", ""]
+    if not metrics:
+        return lines + ["Not evaluated yet: this card was written with the training output, before "
+                        "evaluation. The registered model (MLflow) carries the card with the metrics and "
+                        "the registry decision.", ""]
     for split, tasks in metrics.items():
         rows = [[task.upper(), metric, block.get(metric), block.get(base) if base else None, block.get("n")]
                 for task, names in METRICS.items() if (block := tasks.get(task))

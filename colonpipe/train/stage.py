@@ -12,7 +12,7 @@ import contextlib
 import dataclasses
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from colonpipe.params import ParamsError, TrainParams, flatten, load_section
 from colonpipe.train.launch import add_launcher_args, dist_info, maybe_relaunch
@@ -50,9 +50,14 @@ def train_stage(stage: str, p: TrainParams, paths: TrainPaths, *, script_argv: l
 
 
 def stage_main(stage: str, script: str, argv: list[str], *, doc: str, data_help: str,
-               init_from: bool) -> int:
+               init_from: bool, after: Callable[..., Any] | None = None) -> int:
     """The CLI shared by ``stages/align.py`` and ``stages/finetune.py``: parse paths, load the
-    stage's params section, train. ``script`` is the stage file, re-run by a launcher."""
+    stage's params section, train. ``script`` is the stage file, re-run by a launcher.
+
+    ``after``: called once, in the process that trained as rank 0, when training succeeded, as
+    ``after(final_dir, stage=, params_path=, inputs=)`` (the stage scripts write the model card
+    with it: ``colonpipe.register.cards.write_training_card``, a layer above this one).
+    """
     parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--base", type=Path, required=True, help="base model folder (stage base)")
     parser.add_argument("--data", type=Path, required=True, help=data_help)
@@ -71,5 +76,8 @@ def stage_main(stage: str, script: str, argv: list[str], *, doc: str, data_help:
         return 1
     paths = TrainPaths(base=args.base, data=args.data, image_root=args.image_root, out_dir=args.out_dir,
                        init_from=getattr(args, "init_from", None))
-    rc, _ = train_stage(stage, params, paths, script_argv=[script, *argv])
+    rc, metrics = train_stage(stage, params, paths, script_argv=[script, *argv])
+    if rc == 0 and metrics and after is not None:  # metrics: only the rank-0 training process has them
+        after(paths.out_dir / "final", stage=stage, params_path=args.params,
+              inputs=[x for x in (paths.data, paths.base, paths.init_from) if x is not None])
     return rc
