@@ -57,7 +57,8 @@ class StepFailed(RuntimeError):
 def _step(name: str, cmd: list[str], *, timeout: float, cwd: Path | None = None, env: dict | None = None) -> str:
     """Run one step with a deadline; its stdout, or ``StepFailed`` with the output tail."""
     t0 = time.monotonic()
-    print(f"[{name}] {' '.join(cmd[:6])}{' ...' if len(cmd) > 6 else ''}", flush=True)
+    shown = " ".join(a if len(a) < 80 else "<script>" for a in cmd)
+    print(f"[{name}] {shown}", flush=True)
     try:
         done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
