@@ -326,8 +326,9 @@ def register_model(
     ``artifact_path``), register it as a version (``models:/m-...``), decide, record.
 
     ``merged_dir``: a training output is first merged there (bfloat16, ``colonpipe merge``), a
-    folder that loads on its own, and that folder is what gets logged. ``card``: after the
-    decision, the full model card goes into the registered model (and into ``merged_dir``).
+    folder that loads on its own, and that folder is what gets logged (a saved ColonGPT is logged
+    as it is). ``card``: after the decision, the full model card goes into the registered model
+    (and into the merged folder).
     """
     metrics = load_metrics(metrics_paths)
     check_metrics(cfg, metrics, source=", ".join(map(str, metrics_paths)))
@@ -349,6 +350,7 @@ def register_model(
     if card is not None:
         from colonpipe.register.cards import log_registered_card
 
+        merged = merged_dir is not None and served == Path(merged_dir)
         log_registered_card(log, info.model_id, served, decision=decision.to_json(), sources=card,
-                            copy_to=merged_dir)
+                            copy_to=served if merged else None)
     return decision
