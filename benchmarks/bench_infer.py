@@ -31,9 +31,10 @@ from PIL import Image
 from colonpipe.data.images import ImageResolver, load_rgb
 from colonpipe.infer.generate import generate_batch
 from colonpipe.infer.load import load_for_inference
-from colonpipe.infer.records import load_records, parse_record
+from colonpipe.coloninst import image_and_question, read_records
 from colonpipe.infer.journal import read_journals
-from colonpipe.infer.runner import InferJob, run_inference, shard_results
+from colonpipe.infer.executors import shard_results
+from colonpipe.infer.runner import InferJob, run_inference
 from colonpipe.infer.worker import ShardSpec, run_shard
 
 QUESTIONS = [  # one CLS, REG and REC template each (spec section 2)
@@ -83,7 +84,7 @@ def build_real_size(root: Path, corpus: Path) -> Path:
     from colonpipe.model.tokenizer import IMAGE_TOKEN, train_bpe_tokenizer
     from colonpipe.params import ModelParams
 
-    texts = [SYSTEM_PROMPT] + [t["value"].replace(IMAGE_TOKEN, "") for r in load_records(corpus)
+    texts = [SYSTEM_PROMPT] + [t["value"].replace(IMAGE_TOKEN, "") for r in read_records(corpus)
                                for t in r["conversations"]]
     tok = train_bpe_tokenizer(texts, vocab_size=4096, model_max_length=2048)
     config = config_for_preset(ModelParams(preset="phi15-siglip"), image_token_id=tok.convert_tokens_to_ids(IMAGE_TOKEN))
@@ -113,15 +114,15 @@ def baseline(model_dir: Path, records_path: Path, image_root: Path, n: int, *, d
     """
     model, processor = load_for_inference(model_dir, device=device, dtype=dtype, threads=threads)
     resolver = ImageResolver.from_path(image_root)
-    records = load_records(records_path)[:n]
+    records = read_records(records_path)[:n]
     answers = []
-    warm = parse_record(records[0])
+    warm = image_and_question(records[0])
     generate_batch(model, processor, [processor.prompt_ids(warm[1])],
                    processor.preprocess_images([load_rgb(resolver.resolve(warm[0]))]), max_new_tokens=2)
     _sync(device)
     start, cpu_start = time.perf_counter(), time.process_time()
     for rec in records:
-        image_id, question = parse_record(rec)
+        image_id, question = image_and_question(rec)
         pixels = processor.preprocess_images([load_rgb(resolver.resolve(image_id))])
         answers += generate_batch(model, processor, [processor.prompt_ids(question)], pixels,
                                   max_new_tokens=new_tokens, min_new_tokens=new_tokens)

@@ -7,7 +7,11 @@ Contract:
   naming the file and every offending dotted key.
 - ``load_section(name, path)`` returns one section (after validating the whole file), so
   a stage reads only its own knobs while a typo anywhere is still caught early.
-- Dataclass fields carry the defaults; YAML comments carry the trade-offs.
+- Every section validates itself when it is built (``__post_init__``, so ``dataclasses.replace``
+  and direct construction are checked too): ``ParamsError`` lists the problems.
+- Dataclass fields carry the defaults, and they are the recipe's (spec section 4) where the
+  recipe has a value; ``params.yaml`` holds the demo's choices, each commented with the recipe's.
+  YAML comments carry the trade-offs.
 """
 
 from __future__ import annotations
@@ -23,16 +27,58 @@ from typing import Any, Literal, Optional
 
 import yaml
 
-TASKS = ("cls", "reg", "rec", "cap")
-
+from colonpipe.coloninst import SPLIT_RATIOS, SPLITS, TASKS, check_ratios
+from colonpipe.projector_types import num_image_tokens
+from colonpipe.taxonomy import check_targets
 
 class ParamsError(ValueError):
-    """Raised with every problem found in a params file, one per line."""
+    """Raised with every problem found in a params file, one per line (``problems``)."""
+
+    def __init__(self, message: str, problems: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.problems = list(problems or [message])
+
+
+class _Checked:
+    """A section that checks itself when built: ``validate()`` returns its problems."""
+
+    def validate(self) -> list[str]:
+        return []
+
+    def __post_init__(self) -> None:
+        problems = self.validate()
+        if problems:
+            raise ParamsError(f"{type(self).__name__}: " + "; ".join(problems), problems)
 
 
 # --------------------------------------------------------------------------- data stages
 @dataclass(frozen=True)
-class DemoParams:
+class PathsParams(_Checked):
+    """Where the pipeline's files live, relative to the project root: the one definition that
+    ``dvc.yaml`` (``${paths.*}``), the stage scripts (through their arguments) and the flows share."""
+
+    raw: str = "data/raw"  # raw sources (the demo writes here)
+    interim: str = "data/interim"  # annotations.parquet, ingest_report.json, image_roots.json
+    coloninst: str = "data/coloninst"  # Json-file/{train,val,test}/, stats.json
+    models: str = "models"  # base/, align/, finetune/ (each with final/, checkpoints/, pred/)
+
+    @property
+    def json_dir(self) -> str:
+        """The release layout's ``Json-file`` folder."""
+        return f"{self.coloninst}/Json-file"
+
+    @property
+    def image_roots(self) -> str:
+        """Ingest's ``{dataset: image folder}`` map that inference and training resolve ids with."""
+        return f"{self.interim}/image_roots.json"
+
+    def validate(self) -> list[str]:
+        return [f"{k}: must be a non-empty path relative to the project root, got {v!r}"
+                for k, v in dataclasses.asdict(self).items() if not v or Path(v).is_absolute() or ".." in Path(v).parts]
+
+
+@dataclass(frozen=True)
+class DemoParams(_Checked):
     """Generated raw demo dataset (stage ``demo``)."""
 
     seed: int = 0
@@ -46,7 +92,7 @@ SPLIT_RULES = ("official", "none", "list", "train", "val", "test")
 
 
 @dataclass(frozen=True)
-class TableParams:
+class TableParams(_Checked):
     """A label table (CSV/TSV): one row per image, or per object when it has box columns.
 
     Columns are header names, or 0-based indices written as strings (``"0"``) when
@@ -75,7 +121,7 @@ class TableParams:
 
 
 @dataclass(frozen=True)
-class SourceParams:
+class SourceParams(_Checked):
     """One raw source dataset in its native layout.
 
     ``preset`` names an entry of the dataset catalogue (``colonpipe/data/catalogue.yaml``,
@@ -152,7 +198,7 @@ class SourceParams:
 
 
 @dataclass(frozen=True)
-class IngestParams:
+class IngestParams(_Checked):
     """Raw sources -> ``data/interim/annotations.parquet`` (stage ``ingest``)."""
 
     sources: list[SourceParams] = field(default_factory=list)
@@ -163,8 +209,6 @@ class IngestParams:
     workers: int = 2  # processes checking images; output does not depend on it
 
     def validate(self) -> list[str]:
-        from colonpipe.data.taxonomy import check_targets
-
         problems = []
         names = [s.name for s in self.sources]
         problems += [f"source name {n!r} is used twice" for n in sorted({n for n in names if names.count(n) > 1})]
@@ -184,24 +228,18 @@ class IngestParams:
 
 
 @dataclass(frozen=True)
-class InstructParams:
+class InstructParams(_Checked):
     """Manifest -> ColonINST instruction JSON (stage ``instruct``)."""
 
     seed: int = 0  # template draw and split order; same seed -> byte-identical files
-    split_ratios: list[float] = field(default_factory=lambda: [0.6, 0.1, 0.3])  # train/val/test
+    split_ratios: list[float] = field(default_factory=lambda: list(SPLIT_RATIOS))  # train/val/test
 
     def validate(self) -> list[str]:
-        r = self.split_ratios
-        if len(r) != 3:
-            return [f"split_ratios needs 3 values (train/val/test), got {len(r)}"]
-        problems = [f"split_ratios must be non-negative, got {r}"] if min(r) < 0 else []
-        if abs(sum(r) - 1.0) > 1e-6:
-            problems.append(f"split_ratios must sum to 1, got {sum(r):.6g}")
-        return problems
+        return check_ratios(self.split_ratios)
 
 
 @dataclass(frozen=True)
-class InferParams:
+class InferParams(_Checked):
     """Batched, sharded, resumable generation over val/test (stage ``infer``)."""
 
     batch_size: int = 32  # sequences per generate call; larger = faster until memory runs out
@@ -227,7 +265,7 @@ class InferParams:
             problems.append(f"max_new_tokens needs exactly the keys {list(TASKS)}")
         if any(v < 1 for v in self.max_new_tokens.values()):
             problems.append("max_new_tokens values must be >= 1")
-        if not self.splits or set(self.splits) - {"train", "val", "test"}:
+        if not self.splits or set(self.splits) - set(SPLITS):
             problems.append(f"splits must be a non-empty subset of train/val/test: {self.splits}")
         if self.limit is not None and self.limit < 1:
             problems.append(f"limit must be >= 1 or null, got {self.limit}")
@@ -235,7 +273,7 @@ class InferParams:
 
 
 @dataclass(frozen=True)
-class EvaluateParams:
+class EvaluateParams(_Checked):
     """Scoring predictions (stage ``evaluate``); the metric rules are the reference's (``scoring``)."""
 
     splits: list[str] = field(default_factory=lambda: ["val", "test"])  # val is "seen", test held out
@@ -247,7 +285,7 @@ class EvaluateParams:
 
     def validate(self) -> list[str]:
         problems = []
-        if not self.splits or set(self.splits) - {"train", "val", "test"}:
+        if not self.splits or set(self.splits) - set(SPLITS):
             problems.append(f"splits must be a non-empty subset of train/val/test: {self.splits}")
         if not self.tasks or set(self.tasks) - set(TASKS):
             problems.append(f"tasks must be a non-empty subset of {list(TASKS)}: {self.tasks}")
@@ -257,23 +295,16 @@ class EvaluateParams:
 
 
 # --------------------------------------------------------------------------- model
-_PROJECTOR = re.compile(r"ppc(_\d+)+|mlp2x_gelu|linear")
-
-
 def _projector_problems(name: str, grid: int, key: str) -> list[str]:
-    if not _PROJECTOR.fullmatch(name):
-        return [f"{key}: {name!r} is not ppc_<a>_<b>_..., mlp2x_gelu or linear"]
-    if name.startswith("ppc"):
-        levels = [int(x) for x in name.split("_")[1:]]
-        if min(levels) < 1 or any(a <= b for a, b in zip(levels, levels[1:])):
-            return [f"{key}: {name!r} levels must be >= 1 and strictly decreasing"]
-        if levels[0] > grid:
-            return [f"{key}: {name!r} level {levels[0]} exceeds the {grid}x{grid} patch grid"]
+    try:
+        num_image_tokens(name, grid)
+    except ValueError as exc:
+        return [f"{key}: {exc}"]
     return []
 
 
 @dataclass(frozen=True)
-class TinyModelParams:
+class TinyModelParams(_Checked):
     """Dimensions of the ``tiny`` preset: random weights, trains on 2 CPU cores in minutes."""
 
     image_size: int = 96
@@ -317,7 +348,7 @@ class TinyModelParams:
 
 
 @dataclass(frozen=True)
-class ModelParams:
+class ModelParams(_Checked):
     """Base model (stage ``base``): the ``tiny`` preset or the real ``phi15-siglip`` pair."""
 
     preset: Literal["tiny", "phi15-siglip"] = "tiny"
@@ -342,17 +373,17 @@ LLM_LINEAR_MODULES = ["q_proj", "k_proj", "v_proj", "dense", "fc1", "fc2"]  # Ph
 
 
 @dataclass(frozen=True)
-class DeepSpeedParams:
+class DeepSpeedParams(_Checked):
     """DeepSpeed switch and ZeRO knobs; ``enabled: false`` runs the same loop without it."""
 
     enabled: bool = False
-    zero_stage: Literal[0, 1, 2, 3] = 2  # 3 shards params too: least memory, most communication
+    zero_stage: Literal[0, 1, 2, 3] = 3  # recipe 3: shards params too (least memory, most communication)
     offload_optimizer: bool = False  # optimizer state in CPU RAM (uses DeepSpeed's cpu_adam)
     offload_param: bool = False  # ZeRO-3 only: parameters in CPU RAM
 
 
 @dataclass(frozen=True)
-class PartsParams:
+class PartsParams(_Checked):
     """How each model part trains: ``frozen``, ``lora`` (adapters only) or ``full``."""
 
     vision: Literal["frozen", "lora", "full"] = "frozen"
@@ -361,7 +392,7 @@ class PartsParams:
 
 
 @dataclass(frozen=True)
-class LoraParams:
+class LoraParams(_Checked):
     r: int = 128
     alpha: int = 256
     dropout: float = 0.05
@@ -369,7 +400,7 @@ class LoraParams:
 
 
 @dataclass(frozen=True)
-class TrainParams:
+class TrainParams(_Checked):
     """One training stage (sections ``align`` and ``finetune``)."""
 
     epochs: int = 3
@@ -425,7 +456,7 @@ class TrainParams:
 
 # --------------------------------------------------------------------------- registry
 @dataclass(frozen=True)
-class RegisterParams:
+class RegisterParams(_Checked):
     """Model-registry promotion rule (stage ``register``).
 
     Metric names are dotted paths into the metrics JSON files, prefixed by the file stem:
@@ -461,6 +492,7 @@ class RegisterParams:
 
 # Sections are registered here; later issues add theirs (model, align, finetune, ...).
 SECTIONS: dict[str, type] = {
+    "paths": PathsParams,
     "demo": DemoParams,
     "ingest": IngestParams,
     "instruct": InstructParams,
@@ -535,11 +567,11 @@ def _build(cls: type, data: Any, prefix: str, errors: list[str]) -> Any:
             errors.append(f"{prefix}.{name}: required key is missing")
     if any(e.startswith(prefix + ".") or e.startswith(prefix + ":") for e in errors):
         return None
-    obj = cls(**kwargs)
-    check = getattr(obj, "validate", None)
-    if check is not None:
-        errors.extend(f"{prefix}: {msg}" for msg in check())
-    return obj
+    try:
+        return cls(**kwargs)
+    except ParamsError as exc:  # the section's own checks (__post_init__)
+        errors.extend(f"{prefix}: {msg}" for msg in exc.problems)
+        return None
 
 
 def parse_params(raw: Any, *, source: str = "<params>") -> dict[str, Any]:

@@ -17,6 +17,7 @@ The ``metric.*`` tags the promotion rule compares are never touched.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import time
 from pathlib import Path
 from typing import Any, Optional
@@ -25,17 +26,15 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
+from colonpipe.coloninst import COMBINED_TASK, instruction_path
 from colonpipe.evaluate.suite import evaluate_splits
-from colonpipe.infer.runner import InferJob, run_inference
-from colonpipe.infer.task import resolve_runtime, task_paths
-from colonpipe.params import load_section
+from colonpipe.infer.task import infer_task
+from colonpipe.params import load_params, load_section
 from colonpipe.register.registry import alias_version
-from colonpipe.tracking.store import get_client
-from flows.mlflow_runs import close_run, open_run, publish_run_link, retry_on_io, tracking_uri
+from colonpipe.tracking.runs import close_run, open_run
+from colonpipe.tracking.store import get_client, tracking_uri
+from flows.mlflow_runs import publish_run_link, retry_on_io
 
-JSON_DIR = "data/coloninst/Json-file"
-IMAGE_ROOTS = "data/interim/image_roots.json"
-TRAIN_JSON = "data/coloninst/Json-file/train/ColonINST-train-3tasks.json"  # baselines (stage 2 data)
 MODEL_MARKERS = ("train_config.json", "config.json")  # what colonpipe.infer.load accepts
 
 
@@ -80,32 +79,39 @@ def fetch_model(uri: str, source: str, dest: str) -> str:
 
 @task(name="predict", task_run_name="predict-{split}-{task_name}", cache_policy=NO_CACHE)
 def predict(repo: str, model_dir: str, split: str, task_name: str, out_dir: str) -> Optional[str]:
-    """Predictions of ``task_name`` on ``split`` into ``out_dir`` (resumable); None if no input."""
-    params = load_section("infer", Path(repo) / "params.yaml")
-    rt = resolve_runtime(params)
-    input_path, out_path, journal_dir = task_paths(task_name, split, data_dir=Path(repo) / JSON_DIR,
-                                                  out_dir=Path(out_dir))
-    if not input_path.exists():
-        get_run_logger().warning("%s: missing; %s %s not evaluated", input_path, split, task_name)
+    """Predictions of ``task_name`` on ``split`` into ``out_dir`` (resumable); None if no input.
+
+    The ``infer`` stage's own call (``colonpipe.infer.task.infer_task``), with ``infer.splits``
+    replaced by ``[split]``; data paths from params ``paths``.
+    """
+    params = load_params(Path(repo) / "params.yaml")
+    paths = params["paths"]
+    json_dir = Path(repo) / paths.json_dir
+    if not instruction_path(json_dir, split, task_name).exists():
+        get_run_logger().warning("%s: missing; %s %s not evaluated",
+                                 instruction_path(json_dir, split, task_name), split, task_name)
         return None
-    job = InferJob(input_path=input_path, image_root=Path(repo) / IMAGE_ROOTS, model_dir=Path(model_dir),
-                   out_path=out_path, journal_dir=journal_dir, max_new_tokens=params.max_new_tokens[task_name],
-                   batch_size=params.batch_size, num_shards=rt.num_shards, device=rt.device, dtype=rt.dtype,
-                   attn_implementation=rt.attn_implementation, limit=params.limit,
-                   cpu_threads=params.cpu_threads, gpu_ids=rt.gpu_ids)
     with contextlib.chdir(repo):  # a training output names its base model relative to the repo
-        return str(run_inference(job).path)
+        [summary] = infer_task(task_name, model_dir=Path(model_dir), data_dir=json_dir,
+                               image_root=Path(repo) / paths.image_roots, out_dir=Path(out_dir),
+                               params=dataclasses.replace(params["infer"], splits=[split]))
+    return str(summary.path)
 
 
 @task(name="score", cache_policy=NO_CACHE)
 def score(repo: str, pred_dir: str, split: str, tasks: list[str], work_dir: str) -> dict[str, Any]:
-    """Reference-rule scores: ``{"metrics": {task: headline}, "flat": {...}, "artifacts": [...]}``."""
-    cfg = load_section("evaluate", Path(repo) / "params.yaml")
-    train_json = Path(repo) / TRAIN_JSON
+    """Reference-rule scores: ``{"metrics": {task: headline}, "flat": {...}, "artifacts": [...]}``.
+
+    The ``evaluate`` section's rules (``scoring``, ``iou_bins``); baselines from the stage-2
+    training file when it exists.
+    """
+    params = load_params(Path(repo) / "params.yaml")
+    cfg, json_dir = params["evaluate"], Path(repo) / params["paths"].json_dir
+    train_json = instruction_path(json_dir, "train", COMBINED_TASK)
     result = evaluate_splits(Path(pred_dir), metrics_dir=Path(work_dir) / "metrics",
                              plots_dir=Path(work_dir) / "plots", splits=[split], tasks=tasks,
-                             source_dir=Path(repo) / JSON_DIR, train_json=train_json if train_json.exists() else None,
-                             iou_bins=cfg.iou_bins)
+                             source_dir=json_dir, train_json=train_json if train_json.exists() else None,
+                             iou_bins=cfg.iou_bins, scoring=cfg.scoring)
     return {"metrics": result.metrics[split], "flat": result.flat(),
             "artifacts": [str(p) for p in result.metric_files + result.artifacts]}
 
@@ -160,7 +166,7 @@ def evaluate_model(
         split: ``val`` or ``test``.
         tasks: default: every task of ``evaluate.tasks`` except CAP, which the reference answers
             with the stage-1 (align) model, not the registered stage-2 model.
-        work_dir: downloads and predictions (default ``<repo>/models/eval/<name>-v<version>``).
+        work_dir: downloads and predictions (default ``<repo>/<paths.models>/eval/<name>-v<version>``).
     Returns ``{"name", "version", "split", "metrics", "run_id"}``.
     """
     repo = str(Path(repo).resolve())
@@ -168,12 +174,14 @@ def evaluate_model(
     name = model_name or load_section("register", Path(repo) / "params.yaml").model_name
     wanted = tasks or [t for t in load_section("evaluate", Path(repo) / "params.yaml").tasks if t != "cap"]
     mv = resolve_version(uri, name, alias, None if version is None else str(version))
-    work = Path(work_dir or Path(repo) / "models" / "eval" / f"{name}-v{mv['version']}")
+    models = load_section("paths", Path(repo) / "params.yaml").models
+    work = Path(work_dir or Path(repo) / models / "eval" / f"{name}-v{mv['version']}")
     model_dir = fetch_model(uri, mv["source"], str(work / "model"))
     pred_dir = work / "pred"
     done = [t for t in wanted if predict(repo, model_dir, split, t, str(pred_dir))]
     if not done:
-        raise FileNotFoundError(f"{repo}/{JSON_DIR}/{split}: no instruction files for tasks {wanted}")
+        json_dir = Path(repo) / load_section("paths", Path(repo) / "params.yaml").json_dir
+        raise FileNotFoundError(f"{json_dir / split}: no instruction files for tasks {wanted}")
     scores = score(repo, str(pred_dir), split, done, str(work))
     logged = log_against_version(uri, mv, split, scores, experiment)
     create_markdown_artifact(_table(mv, split, scores["metrics"]), key="evaluation-summary",

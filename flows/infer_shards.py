@@ -6,10 +6,10 @@ per GPU. Here:
 
 - ``infer_shard(spec)`` is a flow for **one** shard. Deployed on a work pool whose workers
   sit on GPU nodes (one worker per GPU, ``--limit 1``), each deployment run is one shard.
-- ``infer_sharded(...)`` fans a prediction file out into ``num_shards`` shards, either as
-  deployment runs of ``infer_shard`` (``deployment="colonpipe-infer-shard/<name>"``) or,
-  without a deployment, as local task runs; then merges the journals into the reference
-  prediction file (``colonpipe.infer.merge_shards``, input order, atomic).
+- ``infer_sharded(...)`` is ``colonpipe.infer.runner.run_inference`` (the stage's own path:
+  fingerprinted journals, shards, merge in input order) with a Prefect executor: shards as
+  deployment runs of ``infer_shard`` (``DeploymentExecutor``,
+  ``deployment="colonpipe-infer-shard/<name>"``) or as local task runs (``TaskExecutor``).
 
 Workers need the same view of the paths (a shared filesystem): the input JSON, the image
 root, the model folder and the journal folder. A shard that fails or whose worker dies is
@@ -21,16 +21,14 @@ from __future__ import annotations
 import json
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.deployments import run_deployment
 
-from colonpipe.infer.journal import prepare_journal_dir
-from colonpipe.infer.merge_shards import merge_predictions
-from colonpipe.infer.records import load_records
-from colonpipe.infer.runner import InferJob, job_fingerprint
+from colonpipe.infer.executors import InferenceError
+from colonpipe.infer.runner import InferJob, run_inference
 from colonpipe.infer.worker import ShardSpec, run_shard
 
 
@@ -64,24 +62,42 @@ def run_shard_deployment(deployment: str, spec: dict[str, Any], timeout_s: Optio
     return {"shard": spec["shard"], "flow_run_id": str(run.id), "flow_run_name": run.name}
 
 
-@task(name="merge-shards", cache_policy=NO_CACHE)
-def merge_task(input_path: str, journal_dir: str, out_path: str, limit: Optional[int]) -> dict[str, Any]:
-    """Merge every shard journal into ``out_path`` (raises if any position is missing)."""
-    summary = merge_predictions(load_records(input_path, limit=limit), journal_dir, out_path)
-    return {"path": str(summary.path), "records": summary.records, "errors": summary.errors}
+class TaskExecutor:
+    """Shards as Prefect task runs of ``run_shard_task`` (concurrent on the flow's task runner)."""
+
+    def __init__(self) -> None:
+        self.results: list[dict[str, Any]] = []
+
+    def run(self, specs: Sequence[ShardSpec], *, total: int, label: str) -> None:
+        futures = [run_shard_task.submit(json.loads(spec.to_json())) for spec in specs]
+        self.results = _gather(futures, label)
 
 
-def shard_specs(job: InferJob, *, threads: int = 0) -> list[ShardSpec]:
-    """One ``ShardSpec`` per shard of ``job`` (absolute paths: they cross machines)."""
-    return [
-        ShardSpec(input_path=str(Path(job.input_path).resolve()), image_root=str(Path(job.image_root).resolve()),
-                  model_dir=str(Path(job.model_dir).resolve()), journal_dir=str(Path(job.journal_dir).resolve()),
-                  shard=s, num_shards=job.num_shards, batch_size=job.batch_size,
-                  max_new_tokens=job.max_new_tokens, device=job.device, dtype=job.dtype,
-                  attn_implementation=job.attn_implementation, limit=job.limit, threads=threads,
-                  progress=False)
-        for s in range(job.num_shards)
-    ]
+class DeploymentExecutor:
+    """Shards as deployment runs of ``infer_shard`` on that deployment's work pool."""
+
+    def __init__(self, deployment: str, timeout_s: Optional[float] = None) -> None:
+        self.deployment, self.timeout_s = deployment, timeout_s
+        self.results: list[dict[str, Any]] = []
+
+    def run(self, specs: Sequence[ShardSpec], *, total: int, label: str) -> None:
+        futures = [run_shard_deployment.submit(self.deployment, json.loads(spec.to_json()), self.timeout_s)
+                   for spec in specs]
+        self.results = _gather(futures, label)
+
+
+def _gather(futures: list, label: str) -> list[dict[str, Any]]:
+    """Every future's result; ``InferenceError`` naming each failed shard (after all have ended)."""
+    results, failed = [], []
+    for s, future in enumerate(futures):
+        try:
+            results.append(future.result())
+        except Exception as exc:  # noqa: BLE001 - a shard's failure, reported with the others
+            failed.append(f"shard {s}: {type(exc).__name__}: {exc}")
+    if failed:
+        raise InferenceError(f"{len(failed)} of {len(futures)} shards failed for {label} "
+                             "(finished records are journaled; rerun to resume):\n" + "\n".join(failed))
+    return results
 
 
 @flow(name="colonpipe-infer-sharded")
@@ -113,15 +129,10 @@ def infer_sharded(
     job = InferJob(input_path=Path(input_path), image_root=Path(image_root), model_dir=Path(model_dir),
                    out_path=out, journal_dir=Path(journal_dir or out.parent / f".shards-{out.stem}"),
                    max_new_tokens=max_new_tokens, batch_size=batch_size, num_shards=num_shards,
-                   device=device, dtype=dtype, attn_implementation=attn_implementation, limit=limit)
-    resumed = prepare_journal_dir(job.journal_dir, job_fingerprint(job))
-    get_run_logger().info("%s: %d shard(s)%s via %s", input_path, num_shards, " (resuming)" if resumed else "",
-                          deployment or "local task runs")
-    specs = [json.loads(s.to_json()) for s in shard_specs(job, threads=threads)]
-    if deployment:
-        futures = [run_shard_deployment.submit(deployment, spec, timeout_s) for spec in specs]
-    else:
-        futures = [run_shard_task.submit(spec) for spec in specs]
-    shards = [f.result() for f in futures]  # raises the first failed shard's error
-    merged = merge_task(str(job.input_path), str(job.journal_dir), str(out), limit)
-    return {**merged, "shards": shards}
+                   device=device, dtype=dtype, attn_implementation=attn_implementation, limit=limit,
+                   cpu_threads=threads)
+    executor = DeploymentExecutor(deployment, timeout_s) if deployment else TaskExecutor()
+    get_run_logger().info("%s: %d shard(s) via %s", input_path, num_shards, deployment or "local task runs")
+    summary = run_inference(job, executor=executor)
+    return {"path": str(summary.path), "records": summary.records, "errors": summary.errors,
+            "shards": executor.results}

@@ -24,7 +24,9 @@ from prefect.runtime import flow_run as current_flow_run
 
 from flows import dvc_cli
 from flows import overrides as ovr
-from flows.mlflow_runs import close_run, open_run, parent_env, publish_run_link, tracking_uri
+from colonpipe.tracking.runs import close_run, open_run, parent_env
+from colonpipe.tracking.store import tracking_uri
+from flows.mlflow_runs import publish_run_link
 from flows.registry_slot import slot_for
 
 

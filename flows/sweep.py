@@ -37,7 +37,9 @@ from flows import dvc_cli
 from flows import dvc_experiments as dx
 from flows import dvc_queue as dq
 from flows import overrides as ovr
-from flows.mlflow_runs import RunRef, close_run, open_run, publish_run_link, tracking_uri
+from colonpipe.tracking.runs import RunRef, close_run, open_run
+from colonpipe.tracking.store import tracking_uri
+from flows.mlflow_runs import publish_run_link
 
 EXP_NAME_TAG = "colonpipe.dvc_exp_name"  # set by colonpipe.tracking on a dvc exp's parent run
 

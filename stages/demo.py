@@ -8,38 +8,35 @@ sources (see ``colonpipe.data.demo.DEMO_SOURCES``).
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 from pathlib import Path
 
 from colonpipe.data.demo import generate_demo
-from colonpipe.params import ParamsError, flatten, load_section
+from colonpipe.params import flatten
+from colonpipe.stage_cli import run_stage
 from colonpipe.tracking import stage_run
 
 logger = logging.getLogger("stages.demo")
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_arguments(parser) -> None:
     parser.add_argument("--out", type=Path, required=True, help="folder that receives the raw sources")
-    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        params = load_section("demo", args.params)
-        with stage_run("demo", params=flatten(params, "demo")) as log:
-            summary = generate_demo(args.out, params)
-            log.log_metrics({**{f"demo.images.{k}": n for k, n in summary.images.items()},
-                             "demo.images_total": sum(summary.images.values()),
-                             "demo.captions": summary.captions, "demo.bad_inputs": summary.bad_inputs})
-    except (ParamsError, OSError) as exc:
-        logger.error("%s", exc)
-        return 1
+
+
+def run(args, params) -> None:
+    with stage_run("demo", params=flatten(params, "demo")) as log:
+        summary = generate_demo(args.out, params)
+        log.log_metrics({**{f"demo.images.{k}": n for k, n in summary.images.items()},
+                         "demo.images_total": sum(summary.images.values()),
+                         "demo.captions": summary.captions, "demo.bad_inputs": summary.bad_inputs})
     for name, n in summary.images.items():
         logger.info("%-18s %5d images", name, n)
     logger.info("%d captions, %d planted bad inputs, written to %s", summary.captions, summary.bad_inputs, args.out)
-    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_stage("demo", __doc__, add_arguments, run, argv, errors=(OSError,))
 
 
 if __name__ == "__main__":

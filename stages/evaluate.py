@@ -12,11 +12,11 @@ import logging
 import sys
 from pathlib import Path
 
-from colonpipe.evaluate.records import PredictionFileError
+from colonpipe.coloninst import ColonINSTError
 from colonpipe.evaluate.suite import evaluate_splits
 from colonpipe.params import ParamsError, flatten, load_section
 from colonpipe.tracking import stage_run
-from colonpipe.tracking.summaries import log_files
+from colonpipe.tracking.logger import log_files
 
 logger = logging.getLogger("stages.evaluate")
 
@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
             log.log_metrics(result.flat())
             log_files(log, result.metric_files, "metrics")
             log_files(log, result.artifacts, "plots", root=args.plots_dir)
-    except (ParamsError, PredictionFileError) as exc:
+    except (ParamsError, ColonINSTError) as exc:
         logger.error("%s", exc)
         return 1
     logger.info("scoring: %s (evaluate.scoring in %s)", params.scoring, args.params)

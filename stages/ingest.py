@@ -10,41 +10,39 @@ source folder, an unknown preset or a malformed params entry stops with one mess
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import sys
 from pathlib import Path
 
 from colonpipe.data.ingest import IngestError, ingest
-from colonpipe.params import ParamsError, flatten, load_section
+from colonpipe.params import flatten
+from colonpipe.stage_cli import run_stage
 from colonpipe.tracking import stage_run
-from colonpipe.tracking.summaries import numeric_leaves
+from colonpipe.tracking.logger import numeric_leaves
 
 logger = logging.getLogger("stages.ingest")
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_arguments(parser) -> None:
     parser.add_argument("--out-dir", type=Path, required=True, help="receives the manifest, roots and report")
-    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        params = load_section("ingest", args.params)
-        with stage_run("ingest", params=flatten(params, "ingest"), inputs=["data/raw"]) as log:
-            summary = ingest(params, args.out_dir, params_file=str(args.params))
-            report = json.loads(summary.report.read_text())
-            log.log_metrics({"ingest.images": summary.images, "ingest.rows": summary.rows,
-                             "ingest.skipped": summary.skipped, "ingest.repaired": summary.repaired,
-                             **numeric_leaves(report.get("totals", {}), "ingest")})
-            log.log_artifact(summary.report)
-    except (ParamsError, IngestError) as exc:
-        logger.error("%s", exc)
-        return 1
+
+
+def run(args, params) -> None:
+    roots = sorted({s.root for s in params.sources})  # the raw data, wherever params put it
+    with stage_run("ingest", params=flatten(params, "ingest"), inputs=roots) as log:
+        summary = ingest(params, args.out_dir, params_file=str(args.params))
+        report = json.loads(summary.report.read_text())
+        log.log_metrics({"ingest.images": summary.images, "ingest.rows": summary.rows,
+                         "ingest.skipped": summary.skipped, "ingest.repaired": summary.repaired,
+                         **numeric_leaves(report.get("totals", {}), "ingest")})
+        log.log_artifact(summary.report)
     logger.info("%d images, %d rows -> %s", summary.images, summary.rows, summary.manifest)
     logger.info("%d inputs skipped, %d repaired: see %s", summary.skipped, summary.repaired, summary.report)
-    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_stage("ingest", __doc__, add_arguments, run, argv, errors=(IngestError,))
 
 
 if __name__ == "__main__":

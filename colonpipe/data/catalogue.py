@@ -30,8 +30,8 @@ from typing import Any
 
 import yaml
 
-from colonpipe.data.manifest import SPLITS
-from colonpipe.data.taxonomy import canonical, check_targets
+from colonpipe.coloninst import SPLITS
+from colonpipe.taxonomy import canonical, check_targets
 from colonpipe.params import IngestParams, ParamsError, SourceParams, parse_params
 
 SEEDED_TOLERANCE = 0.02  # per split, as a share of the dataset: rounding and whole videos move a few images

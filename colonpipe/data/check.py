@@ -29,8 +29,9 @@ from typing import Any
 from tqdm import tqdm
 
 from colonpipe.data.images import ImageError, ImageResolver
-from colonpipe.data.instruct import write_json_atomic
-from colonpipe.data.templates import HUMAN_PREFIX, BoxTextError, match_template, parse_box
+from colonpipe import atomic
+from colonpipe.coloninst import HUMAN_PREFIX, BoxTextError, parse_box
+from colonpipe.data.templates import match_template
 
 logger = logging.getLogger(__name__)
 
@@ -207,5 +208,5 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     _print_summary(report)
     if args.report is not None:
-        write_json_atomic(args.report, report)
+        atomic.write_json(args.report, report)
     return 0 if report["ok"] else 1

@@ -29,6 +29,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from colonpipe import atomic
 from colonpipe.data.demo_render import SIZE, Sample, caption, render
 from colonpipe.params import DemoParams, SourceParams
 
@@ -296,9 +297,15 @@ def generate_demo(out_dir: str | Path, params: DemoParams, *, scale: float = 1.0
     ``scale`` multiplies the image sizes (benchmarks use it for realistic resolutions).
     """
     out = Path(out_dir)
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    wr = _Writer(tmp, scale)
+    with atomic.staged_dir(out) as tmp:
+        summary = _write_demo(_Writer(tmp, scale), out, params, progress)
+    logger.info("demo: %d images in %d sources, %d planted bad inputs -> %s", sum(summary.images.values()),
+                len(summary.images), summary.bad_inputs, out)
+    return summary
+
+
+def _write_demo(wr: _Writer, out: Path, params: DemoParams, progress: bool) -> DemoSummary:
+    """Every demo file through ``wr``; the summary names ``out`` (where the folder will be)."""
     summary = DemoSummary(out)
     total = params.images_per_category * sum(len(s.labels) for s in DEMO_SOURCES)
     with tqdm(total=total, desc="demo images", unit="img", disable=not progress, mininterval=1.0) as bar:
@@ -312,9 +319,4 @@ def generate_demo(out_dir: str | Path, params: DemoParams, *, scale: float = 1.0
     lines = [json.dumps({"image": k, "caption": v}, ensure_ascii=False) for k, v in sorted(wr.captions.items())]
     wr.text("captions.jsonl", "\n".join(lines + bad_lines) + "\n")
     summary.captions = len(wr.captions)
-    if out.exists():
-        shutil.rmtree(out)
-    os.replace(tmp, out)
-    logger.info("demo: %d images in %d sources, %d planted bad inputs -> %s", sum(summary.images.values()),
-                len(summary.images), summary.bad_inputs, out)
     return summary

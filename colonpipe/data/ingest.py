@@ -54,12 +54,13 @@ from colonpipe.data import catalogue
 from colonpipe.data.captions import load_captions
 from colonpipe.data.catalogue import Entry
 from colonpipe.data.image_check import ImageInfo, check_images
-from colonpipe.data.manifest import EXPECTED_KEY, GROUPED_SCHEMA, RELEASE_KEY, SCHEMA, SPLITS
+from colonpipe.coloninst import SPLITS
+from colonpipe.data.manifest import EXPECTED_KEY, GROUPED_SCHEMA, RELEASE_KEY, SCHEMA
 from colonpipe.data.sources.common import (REPAIRED, SKIPPED, SPLIT_FOLDERS, Problem, RawObject, ReadResult,
                                            SourceListing, split_of, to_pixel)
 from colonpipe.data.sources.release import ReleaseRead, read_release
 from colonpipe.data.sources.scan import scan_source
-from colonpipe.data.taxonomy import canonical
+from colonpipe.taxonomy import canonical
 from colonpipe.params import IngestParams, SourceParams
 
 logger = logging.getLogger(__name__)

@@ -43,15 +43,17 @@ from tqdm import tqdm
 
 from colonpipe import atomic
 from colonpipe.data.catalogue import compare_datasets
-from colonpipe.data.manifest import COLUMNS, EXPECTED_KEY, RELEASE_KEY, SPLITS
+from colonpipe.data.manifest import COLUMNS, EXPECTED_KEY, RELEASE_KEY
 from colonpipe.data.sources.release_files import pass_release
-from colonpipe.data.splits import SplitItem, assign_splits, check_ratios
-from colonpipe.data.templates import HUMAN_PREFIX, format_box, render_question, template_index
+from colonpipe.data.splits import SplitItem, assign_splits
+from colonpipe.coloninst import (
+    COMBINED_TASK, HUMAN_PREFIX, SPLITS, STAGE2_TASKS, TASKS, check_ratios, format_box, instruction_path,
+)
+from colonpipe.data.templates import render_question, template_index
 from colonpipe.params import InstructParams
 
 logger = logging.getLogger(__name__)
 
-TASK_ORDER = ("cls", "reg", "rec", "cap")
 JSON_DIR = "Json-file"
 
 
@@ -80,12 +82,12 @@ class ImageEntry:
 
 def output_files() -> dict[tuple[str, str], str]:
     """``{(split, task): path relative to out_dir}`` exactly as the spec names them."""
-    files = {("train", "cap"): f"{JSON_DIR}/train/ColonINST-train-cap.json"}
-    for task in ("cls", "reg", "rec"):
-        files[("train", task)] = f"{JSON_DIR}/train/ColonINST-train-3tasks.json"
+    files = {("train", "cap"): instruction_path(JSON_DIR, "train", "cap").as_posix()}
+    for task in STAGE2_TASKS:
+        files[("train", task)] = instruction_path(JSON_DIR, "train", COMBINED_TASK).as_posix()
     for split in ("val", "test"):
-        for task in TASK_ORDER:
-            files[(split, task)] = f"{JSON_DIR}/{split}/ColonINST-{split}-{task}.json"
+        for task in TASKS:
+            files[(split, task)] = instruction_path(JSON_DIR, split, task).as_posix()
     return files
 
 
@@ -235,18 +237,13 @@ def build_records(
     return out
 
 
-def write_json_atomic(path: Path, obj: Any) -> None:
-    """Write ``obj`` as JSON (indent=2, UTF-8, trailing newline): tmp file, fsync, replace."""
-    atomic.write_text(path, json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
-
-
 def write_files(out_dir: Path, records: dict[tuple[str, str], list]) -> dict[str, int]:
     """Write every spec file (empty lists included); returns ``{relative path: n records}``."""
     by_file: dict[str, list[dict[str, Any]]] = {}
     for (split, task), rel in output_files().items():  # dict order: cls, reg, rec blocks
         by_file.setdefault(rel, []).extend(rec for _, _, rec in records.get((split, task), []))
     for rel, recs in by_file.items():
-        write_json_atomic(out_dir / rel, recs)
+        atomic.write_json(out_dir / rel, recs)
         logger.info("wrote %s (%d records)", out_dir / rel, len(recs))
     return {rel: len(recs) for rel, recs in by_file.items()}
 
@@ -259,7 +256,7 @@ def compute_stats(
     images: dict[str, ImageEntry], split_of: dict[str, str], records: dict, skipped: dict[str, int]
 ) -> dict[str, Any]:
     """Counts per split x task, per dataset and category (x split x task), and skips."""
-    per_split = {s: {t: len(records.get((s, t), [])) for t in TASK_ORDER} for s in SPLITS}
+    per_split = {s: {t: len(records.get((s, t), [])) for t in TASKS} for s in SPLITS}
     datasets, categories = _nested(), _nested()
     for (split, task), recs in records.items():
         for image_id, category, _ in recs:
@@ -312,7 +309,7 @@ def build_instruct(manifest_path: Path, out_dir: Path, params: InstructParams) -
             raise InstructError(f"{manifest_path}: {exc}") from None
         for warning in stats.get("count_warnings", []):
             logger.warning("count check: %s", warning)
-        write_json_atomic(out_dir / "stats.json", stats)
+        atomic.write_json(out_dir / "stats.json", stats)
         return stats
     skipped: dict[str, int] = defaultdict(int)
     images = collect_images(read_manifest(manifest_path), skipped)
@@ -329,7 +326,7 @@ def build_instruct(manifest_path: Path, out_dir: Path, params: InstructParams) -
             logger.warning("count check: %s", warning)
         if warnings:
             stats["count_warnings"] = warnings
-    write_json_atomic(out_dir / "stats.json", stats)
+    atomic.write_json(out_dir / "stats.json", stats)
     if stats["skipped"]:
         logger.info("skipped or unused: %s", ", ".join(f"{k}={n}" for k, n in stats["skipped"].items()))
     return stats

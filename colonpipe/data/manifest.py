@@ -54,4 +54,3 @@ GROUPED_SCHEMA = SCHEMA.append(GROUP)
 EXPECTED_KEY = b"colonpipe.expected"
 RELEASE_KEY = b"colonpipe.release"
 
-SPLITS = ("train", "val", "test")

@@ -35,7 +35,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from colonpipe.data.manifest import SPLITS
+from colonpipe.coloninst import SPLITS, check_ratios
 
 
 @dataclass(frozen=True)
@@ -47,18 +47,6 @@ class SplitItem:
     category: str
     official: str | None = None
     group: str | None = None  # video / case id; frames sharing it are split together
-
-
-def check_ratios(ratios: Sequence[float]) -> list[str]:
-    """Problems with a train/val/test ratio triple (empty list when fine)."""
-    if len(ratios) != len(SPLITS):
-        return [f"split_ratios needs {len(SPLITS)} values (train/val/test), got {len(ratios)}"]
-    problems = []
-    if any(r < 0 for r in ratios):
-        problems.append(f"split_ratios must be non-negative, got {list(ratios)}")
-    if not math.isclose(sum(ratios), 1.0, abs_tol=1e-6):
-        problems.append(f"split_ratios must sum to 1, got {sum(ratios):.6g}")
-    return problems
 
 
 def allocate(n: int, ratios: Sequence[float]) -> list[int]:

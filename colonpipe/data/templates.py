@@ -1,9 +1,9 @@
-"""The ColonINST question templates (4 tasks x 5) and the box text format.
+"""The ColonINST question templates (4 tasks x 5): rendering and matching.
 
 Contract:
 - ``TEMPLATES[task]`` holds the spec's five question strings, verbatim, in spec order.
-  ``{BOX}`` (REG) is replaced by box text, ``{CAT}`` (REC) by the bare category name.
-- Box text is ``{<x1><y1><x2><y2>}``: integers in absolute pixels of the source image.
+  ``{BOX}`` (REG) is replaced by box text (``colonpipe.coloninst.format_box``), ``{CAT}`` (REC)
+  by the bare category name.
 - ``template_index`` draws a template from a stable hash of (seed, task, id, category), so
   the draw is seeded yet independent of the order records are produced in.
 """
@@ -12,10 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Sequence
-
-IMAGE_TOKEN = "<image>"
-HUMAN_PREFIX = IMAGE_TOKEN + "\n"
 
 TEMPLATES: dict[str, tuple[str, ...]] = {
     "cls": (
@@ -47,33 +43,6 @@ TEMPLATES: dict[str, tuple[str, ...]] = {
         "Offer a thorough explanation of the image.",
     ),
 }
-
-_BOX_RE = re.compile(r"\{<(\d+)><(\d+)><(\d+)><(\d+)>\}")
-
-
-class BoxTextError(ValueError):
-    """Box text that is not ``{<x1><y1><x2><y2>}`` with x1<=x2 and y1<=y2."""
-
-
-def format_box(box: Sequence[int]) -> str:
-    """``[x1, y1, x2, y2]`` (non-negative ints, x1<=x2, y1<=y2) -> ``{<x1><y1><x2><y2>}``."""
-    if len(box) != 4:
-        raise BoxTextError(f"box needs 4 numbers, got {list(box)!r}")
-    x1, y1, x2, y2 = (int(v) for v in box)
-    if min(x1, y1) < 0 or x2 < x1 or y2 < y1:
-        raise BoxTextError(f"box {list(box)!r} is negative or inverted")
-    return f"{{<{x1}><{y1}><{x2}><{y2}>}}"
-
-
-def parse_box(text: str) -> tuple[int, int, int, int]:
-    """Inverse of ``format_box``; strict (no spaces), raises ``BoxTextError`` naming the text."""
-    m = _BOX_RE.fullmatch(text)
-    if m is None:
-        raise BoxTextError(f"malformed box text {text!r} (expected {{<x1><y1><x2><y2>}})")
-    x1, y1, x2, y2 = (int(g) for g in m.groups())
-    if x2 < x1 or y2 < y1:
-        raise BoxTextError(f"inverted box text {text!r}")
-    return x1, y1, x2, y2
 
 
 def template_index(seed: int, task: str, record_id: str, category: str) -> int:

@@ -12,12 +12,13 @@ import sys
 from pathlib import Path
 
 from colonpipe.evaluate.metrics import SCORING_RULES
-from colonpipe.evaluate.records import PredictionFileError
+from colonpipe.coloninst import SPLITS, TASKS, ColonINSTError, instruction_path
 from colonpipe.evaluate.report import format_table, write_json
-from colonpipe.evaluate.score import TASKS, score_predictions, train_baselines
+from colonpipe.evaluate.score import score_predictions, train_baselines
 
-def infer_task(path: Path) -> str | None:
-    """Task from a file name such as ``test_pred_rec.json`` or ``ColonINST-test-rec.json``."""
+def task_from_name(path: Path) -> str | None:
+    """The task a file's name ends in (``test_pred_rec.json``, ``ColonINST-test-rec.json``,
+    ``my_rec.json``), or None: what ``colonpipe score`` assumes when ``--task`` is not given."""
     stem = Path(path).stem.lower()
     for task in TASKS:
         if stem.endswith((f"_{task}", f"-{task}")):
@@ -27,7 +28,7 @@ def infer_task(path: Path) -> str | None:
 
 def _split_of(path: Path) -> str | None:
     name = Path(path).name.lower()
-    return next((s for s in ("train", "val", "test") if name.startswith(s + "_")), None)
+    return next((s for s in SPLITS if name.startswith(s + "_")), None)
 
 
 def _source_for(path: Path, task: str, args: argparse.Namespace) -> Path | None:
@@ -37,8 +38,8 @@ def _source_for(path: Path, task: str, args: argparse.Namespace) -> Path | None:
         return None
     split = _split_of(path)
     if split is None:
-        raise PredictionFileError(f"{path}: cannot tell the split from the name (want {{split}}_pred_{{task}}.json)")
-    return args.source_dir / split / f"ColonINST-{split}-{task}.json"
+        raise ColonINSTError(f"{path}: cannot tell the split from the name (want {{split}}_pred_{{task}}.json)")
+    return instruction_path(args.source_dir, split, task)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -65,13 +66,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         baselines = train_baselines(args.train, scoring=scoring) if args.train is not None else None
         for path in args.files:
-            task = args.task or infer_task(path)
+            task = args.task or task_from_name(path)
             if task is None:
-                raise PredictionFileError(f"{path}: cannot tell the task from the name; pass --task")
+                raise ColonINSTError(f"{path}: cannot tell the task from the name; pass --task")
             source = _source_for(path, task, args)
             results[str(path)] = score_predictions(path, task, source_path=source, baselines=baselines,
                                                    scoring=scoring)
-    except PredictionFileError as exc:
+    except ColonINSTError as exc:
         print(f"colonpipe score: error: {exc}", file=sys.stderr)
         return 1
     print(f"scoring: {scoring} (CLS/REG: {SCORING_RULES[scoring]})")

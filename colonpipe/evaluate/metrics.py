@@ -33,9 +33,11 @@ import re
 from collections import Counter, defaultdict
 from collections.abc import Hashable, Iterable, Sequence
 
+from colonpipe.coloninst import EOS_TOKEN
+
 logger = logging.getLogger(__name__)
 
-EOS = "<|endoftext|>"
+EOS = EOS_TOKEN  # the reference strips it from predictions only
 SCORING_RULES = {  # CLS/REG rule, as printed by `colonpipe score`: the reference's own, or also stripped
     "reference": "prediction.lower().replace('<|endoftext|>', '') == answer.lower()",
     "lenient": "prediction.lower().replace('<|endoftext|>', '').strip() == answer.lower().strip()",
@@ -90,8 +92,10 @@ def majority_label(labels: Iterable[str], scoring: str = "reference") -> str | N
 
 
 # ----------------------------------------------------------------------------- REC
-def parse_box(text: str) -> Box | None:
-    """The four ``<n>`` integers of ``text`` as ``(x1, y1, x2, y2)``; None unless exactly 4.
+def box_numbers(text: str) -> Box | None:
+    """The reference evaluator's lenient REC box reading: the four ``<n>`` integers of ``text``
+    as ``(x1, y1, x2, y2)``; None unless exactly 4. (The strict data rule is
+    ``colonpipe.coloninst.parse_box``.)
 
     None too when a number has more than :data:`MAX_BOX_DIGITS` digits (checked before
     ``int``, whose cost grows with the square of the length) or ``int`` refuses it under a
@@ -124,7 +128,7 @@ def box_iou(a: Sequence[int], b: Sequence[int]) -> float:
 
 def rec_iou(prediction: str, answer: str) -> float:
     """Reference REC score of one record: IoU of the parsed boxes, 0 if either fails to parse."""
-    pred_box, gt_box = parse_box(prediction), parse_box(answer)
+    pred_box, gt_box = box_numbers(prediction), box_numbers(answer)
     if pred_box is None or gt_box is None:
         return 0.0
     return box_iou(pred_box, gt_box)
@@ -148,11 +152,6 @@ def mean_box(boxes: Iterable[Sequence[int]]) -> Box | None:
     sums = [sum(box[i] for box in boxes) for i in range(4)]
     x1, y1, x2, y2 = ((2 * s + n) // (2 * n) for s in sums)
     return x1, y1, x2, y2
-
-
-def format_box(box: Sequence[int]) -> str:
-    """ColonINST box text, ``{<x1><y1><x2><y2>}``."""
-    return "{" + "".join(f"<{int(v)}>" for v in box) + "}"
 
 
 # ----------------------------------------------------------------------------- grouping

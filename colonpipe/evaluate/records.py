@@ -13,27 +13,25 @@ A prediction file is a JSON list of instruction records, each with a third turn
 - a record repeating an earlier one (same id, question and answer) is scored again, as the
   reference does, and counted in ``n_duplicate_record``.
 
-File-level problems raise :class:`PredictionFileError` naming the file: missing, unreadable
-or non-list JSON (numbers beyond Python's int-string limit and nesting too deep included),
-and, against a source instruction file, a different record count or ids the source does
-not hold as often.
+File-level problems raise :class:`~colonpipe.coloninst.ColonINSTError` naming the file:
+missing, unreadable or non-list JSON (``coloninst.read_records``), and, against a source
+instruction file, a different record count or ids the source does not hold as often
+(:class:`PredictionFileError`, a ``ColonINSTError``).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+from colonpipe.coloninst import GPT, HUMAN, PREDICTION, ColonINSTError, dataset_of, read_records, record_id, turn
+
 logger = logging.getLogger(__name__)
 
-UNKNOWN = "(unknown)"
-
-
-class PredictionFileError(ValueError):
-    """A prediction, source or training file that cannot be scored; the message names it."""
+class PredictionFileError(ColonINSTError):
+    """A prediction file that does not fit its source instruction file; the message names both."""
 
 
 @dataclass(frozen=True)
@@ -49,49 +47,19 @@ class Row:
     error: str | None = None  # inference error our merge recorded (its prediction is "")
 
 
-def load_records(path: Path) -> list:
-    """The JSON list in ``path``; ``PredictionFileError`` naming the file otherwise."""
-    try:
-        with open(path, encoding="utf-8") as fh:
-            data = json.load(fh)
-    except FileNotFoundError:
-        raise PredictionFileError(f"{path}: file not found") from None
-    except RecursionError:
-        raise PredictionFileError(f"{path}: cannot read JSON: nested too deeply") from None
-    except (OSError, UnicodeDecodeError, ValueError) as exc:  # ValueError: bad JSON, int too long
-        raise PredictionFileError(f"{path}: cannot read JSON: {exc}") from None
-    if not isinstance(data, list):
-        raise PredictionFileError(f"{path}: expected a JSON list of records, got {type(data).__name__}")
-    return data
-
-
-def _turn(record: dict, role: str) -> str | None:
-    """Value of the last turn from ``role`` when it is a string, else None."""
-    turns = record.get("conversations")
-    if not isinstance(turns, list):
-        return None
-    found = [t.get("value") for t in turns if isinstance(t, dict) and t.get("from") == role]
-    return found[-1] if found and isinstance(found[-1], str) else None
-
-
-def dataset_of(record_id: str) -> str:
-    """Source dataset of a record: first path component of its id."""
-    return record_id.split("/", 1)[0] if record_id else UNKNOWN
-
-
 def to_rows(records: list, *, source: str = "<records>") -> tuple[list[Row], int]:
     """Scorable rows and the count of records without a usable answer (logged, skipped)."""
     rows, invalid = [], 0
     for i, rec in enumerate(records):
-        answer = _turn(rec, "gpt") if isinstance(rec, dict) else None
+        answer = turn(rec, GPT, last=True)
         if answer is None:
             invalid += 1
             logger.warning("%s: record %d has no 'gpt' answer turn; skipped", source, i)
             continue
-        rid = rec.get("id") if isinstance(rec.get("id"), str) else ""
-        question = _turn(rec, "human") or ""
+        rid = record_id(rec) or ""
+        question = turn(rec, HUMAN, last=True) or ""
         error = str(rec["error"]) if rec.get("error") is not None else None
-        rows.append(Row(i, rid, dataset_of(rid), question, answer, _turn(rec, "prediction"), error))
+        rows.append(Row(i, rid, dataset_of(rid), question, answer, turn(rec, PREDICTION, last=True), error))
     return rows, invalid
 
 
@@ -115,7 +83,7 @@ def check_source(pred_path: Path, records: list, source_path: Path) -> None:
     file legitimately: one REC record per category of an image). Records without an id
     are left to :func:`to_rows`.
     """
-    source = load_records(Path(source_path))
+    source = read_records(source_path)
     if len(source) != len(records):
         raise PredictionFileError(f"{pred_path}: {len(records)} records but its source {source_path} has {len(source)}")
     extra = _ids(records) - _ids(source)

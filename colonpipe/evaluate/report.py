@@ -19,12 +19,8 @@ Text that UTF-8 cannot encode (lone surrogates, legal in JSON input) is escaped,
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import logging
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 
 import matplotlib
@@ -44,43 +40,20 @@ MAX_PLOT_LABELS = 64  # labels per plot axis: ColonINST has 39 CLS categories an
 DATASET_METRIC = {"cls": "accuracy", "reg": "accuracy", "rec": "avg_iou", "cap": "rouge_l"}
 
 
-# ----------------------------------------------------------------------------- atomic writes
-def _atomic_write(path: Path, write: Callable[[io.BufferedWriter], None]) -> Path:
-    buf = io.BytesIO()
-    write(buf)
-    return atomic.write_bytes(path, buf.getvalue())
-
-
+# ----------------------------------------------------------------------------- files
 def write_json(path: Path, data: object) -> Path:
-    """Atomically write ``data`` as indented JSON with sorted keys, floats at full precision.
+    """Atomically write metrics JSON: indented, sorted keys, floats at full precision.
 
     Strict JSON: a NaN or infinity raises ``ValueError`` naming ``path`` (``NaN`` is not
     JSON and many readers refuse it); the scorer never produces one.
     """
-    try:
-        text = json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False, allow_nan=False) + "\n"
-    except ValueError as exc:
-        raise ValueError(f"{path}: {exc}") from None
-    try:
-        raw = text.encode("utf-8")
-    except UnicodeEncodeError:  # a lone surrogate from the input: \uXXXX escapes are valid JSON
-        raw = (json.dumps(data, indent=2, sort_keys=True, ensure_ascii=True) + "\n").encode("ascii")
-    return _atomic_write(path, lambda fh: fh.write(raw))
-
-
-def write_csv(path: Path, header: list[str], rows: list[list]) -> Path:
-    """Atomically write a CSV with ``header`` then ``rows``."""
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(header)
-    writer.writerows(rows)
-    return _atomic_write(path, lambda fh: fh.write(buf.getvalue().encode("utf-8", errors="backslashreplace")))
+    return atomic.write_json(path, data, sort_keys=True, allow_nan=False)
 
 
 def save_figure(fig: plt.Figure, path: Path) -> Path:
     """Atomically save ``fig`` as PNG without the version/date metadata, then close it."""
     try:
-        return _atomic_write(path, lambda fh: fig.savefig(fh, format="png", dpi=100, metadata={"Software": None}))
+        return atomic.write_png(path, fig, metadata={"Software": None})
     finally:
         plt.close(fig)
 
@@ -147,7 +120,7 @@ def plot_confusion(records: list[dict], png: Path, csv_path: Path, *, title: str
                 ax.text(j, i, str(v), ha="center", va="center", fontsize=6,
                         color="white" if v > matrix.max() / 2 else "black")
     fig.tight_layout()
-    return [save_figure(fig, png), write_csv(csv_path, ["actual", "predicted"], [list(p) for p in pairs])]
+    return [save_figure(fig, png), atomic.write_csv(csv_path, ["actual", "predicted"], [list(p) for p in pairs])]
 
 
 def plot_iou_histogram(ious: list[float], png: Path, csv_path: Path, *, bins: int, title: str) -> list[Path]:
@@ -163,7 +136,7 @@ def plot_iou_histogram(ious: list[float], png: Path, csv_path: Path, *, bins: in
     ax.legend()
     fig.tight_layout()
     rows = [[f"{lo:.2f}-{hi:.2f}", int(c)] for lo, hi, c in zip(edges[:-1], edges[1:], counts)]
-    return [save_figure(fig, png), write_csv(csv_path, ["bin", "count"], rows)]
+    return [save_figure(fig, png), atomic.write_csv(csv_path, ["bin", "count"], rows)]
 
 
 def plot_dataset_bars(results: dict[str, dict], png: Path, csv_dir: Path, *, title: str) -> list[Path]:
@@ -184,7 +157,7 @@ def plot_dataset_bars(results: dict[str, dict], png: Path, csv_dir: Path, *, tit
         ax.set_title(f"{task.upper()} {metric}{cut}")
         ax.tick_params(axis="y", labelsize=7)
         rows = [[n, values[n]] for n in names]
-        written.append(write_csv(csv_dir / f"{task}_by_dataset.csv", ["dataset", "value"], rows))
+        written.append(atomic.write_csv(csv_dir / f"{task}_by_dataset.csv", ["dataset", "value"], rows))
     fig.suptitle(title)
     fig.tight_layout()
     return [save_figure(fig, png), *written]

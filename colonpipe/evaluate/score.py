@@ -13,28 +13,17 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from colonpipe.data.templates import HUMAN_PREFIX, match_template
+from colonpipe.coloninst import TASKS, UNKNOWN_DATASET as UNKNOWN, format_box, question_text, read_records
+from colonpipe.data.templates import match_template
 from colonpipe.evaluate import metrics as M
-from colonpipe.evaluate.records import (  # PredictionFileError: callers may catch it from here too
-    UNKNOWN,
-    PredictionFileError,
-    Row,
-    check_source,
-    duplicate_count,
-    load_records,
-    to_rows,
-)
-from colonpipe.params import TASKS as PARAM_TASKS
+from colonpipe.evaluate.records import Row, check_source, duplicate_count, to_rows
 
 logger = logging.getLogger(__name__)
-
-TASKS = PARAM_TASKS  # ("cls", "reg", "rec", "cap")
 
 
 def rec_category(question: str) -> str:
     """Category named in a REC question (one of the 5 templates), or ``(unknown)``."""
-    text = question[len(HUMAN_PREFIX):] if question.startswith(HUMAN_PREFIX) else question
-    found = match_template("rec", text.strip())
+    found = match_template("rec", question_text(question).strip())
     return found[1]["cat"].strip().lower() if found else UNKNOWN
 
 
@@ -64,8 +53,8 @@ def _rec_block(rows: list[Row], baseline_box: M.Box | None) -> dict:
     out = {
         "avg_iou": M.mean(ious),
         "acc_iou_0.5": M.mean([float(M.iou_hit(v)) for v in ious]),
-        "n_unparsed_prediction": sum(M.parse_box(r.prediction or "") is None for r in rows),
-        "n_unparsed_answer": sum(M.parse_box(r.answer) is None for r in rows),
+        "n_unparsed_prediction": sum(M.box_numbers(r.prediction or "") is None for r in rows),
+        "n_unparsed_answer": sum(M.box_numbers(r.answer) is None for r in rows),
         "by_category": M.group_means(ious, cats),
         "by_dataset": M.group_means(ious, [r.dataset for r in rows]),
         "records": [
@@ -74,7 +63,7 @@ def _rec_block(rows: list[Row], baseline_box: M.Box | None) -> dict:
         ],
     }
     if baseline_box is not None:
-        base = [M.rec_iou(M.format_box(baseline_box), r.answer) for r in rows]
+        base = [M.rec_iou(format_box(baseline_box), r.answer) for r in rows]
         out["baseline_box"] = list(baseline_box)
         out["baseline_avg_iou"] = M.mean(base)
         out["baseline_acc_iou_0.5"] = M.mean([float(M.iou_hit(v)) for v in base])
@@ -111,11 +100,11 @@ def train_baselines(train_path: Path, *, scoring: str = "reference") -> Baseline
     answers that parse; too long numbers or not 4 of them are left out), REG those whose
     question holds one, CLS the rest. Labels are normalised as ``scoring`` normalises answers.
     """
-    rows, invalid = to_rows(load_records(train_path), source=str(train_path))
+    rows, invalid = to_rows(read_records(train_path), source=str(train_path))
     cls, reg, boxes, unparsed = [], [], [], 0
     for r in rows:
         if M.BOX_NUMBER.search(r.answer):
-            box = M.parse_box(r.answer)
+            box = M.box_numbers(r.answer)
             boxes += [box] if box is not None else []
             unparsed += box is None
         elif M.BOX_NUMBER.search(r.question):
@@ -165,10 +154,10 @@ def score_predictions(
     training JSON (CLS+REG+REC) used to fit the majority-class and mean-box baselines (or
     pass already fitted ``baselines``). ``scoring``: ``"reference"`` or ``"lenient"``.
     Returns :func:`score_rows`'s dict plus ``file`` and ``n_invalid``; raises
-    :class:`PredictionFileError` on file-level problems.
+    :class:`~colonpipe.coloninst.ColonINSTError` on file-level problems.
     """
     pred_path = Path(pred_path)
-    records = load_records(pred_path)
+    records = read_records(pred_path)
     if source_path is not None:
         check_source(pred_path, records, Path(source_path))
     rows, invalid = to_rows(records, source=str(pred_path))

@@ -20,6 +20,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+from colonpipe.coloninst import instruction_path, prediction_file
 from colonpipe.evaluate.metrics import check_scoring
 from colonpipe.evaluate.report import write_json, write_plots
 from colonpipe.evaluate.score import Baselines, headline, score_predictions, train_baselines
@@ -71,11 +72,11 @@ def evaluate_split(
     results = {}
     for task in tasks:
         folder = cap_pred_dir if task == "cap" and cap_pred_dir is not None else pred_dir
-        pred = Path(folder) / f"{split}_pred_{task}.json"
+        pred = Path(folder) / prediction_file(split, task)
         if not pred.exists():
             logger.warning("%s: no prediction file; %s %s not evaluated", pred, split, task)
             continue
-        source = Path(source_dir) / split / f"ColonINST-{split}-{task}.json" if source_dir else None
+        source = instruction_path(source_dir, split, task) if source_dir else None
         if source is not None and not source.exists():
             logger.warning("%s: source file missing; record count not checked", source)
             source = None

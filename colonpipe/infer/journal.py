@@ -219,5 +219,5 @@ def prepare_journal_dir(journal_dir: str | Path, fingerprint: dict[str, Any]) ->
         if journal_dir.exists():  # only stale journals, or none at all (see _read_stamp)
             shutil.rmtree(journal_dir)
         journal_dir.mkdir(parents=True)
-    atomic.write_text(journal_dir / FINGERPRINT, json.dumps(fingerprint, indent=1, sort_keys=True) + "\n")
+    atomic.write_json(journal_dir / FINGERPRINT, fingerprint, indent=1, sort_keys=True, ensure_ascii=True)
     return resumed

@@ -15,6 +15,9 @@ from typing import Any
 
 import torch
 
+from colonpipe.model.presets import load_base
+from colonpipe.model.trained import load_trained
+
 logger = logging.getLogger(__name__)
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -36,13 +39,9 @@ def load_for_inference(
         raise ModelLoadError(f"unknown dtype {dtype!r} (known: {', '.join(_DTYPES)})")
     try:
         if (model_dir / "train_config.json").is_file():  # a training output: base + adapter + projector
-            from colonpipe.model.trained import load_trained
-
             model, processor = load_trained(model_dir, merge=True, dtype=_DTYPES[dtype],
                                             attn_implementation=attn_implementation)
         elif (model_dir / "config.json").is_file():  # a plain saved ColonGPT
-            from colonpipe.model.presets import load_base
-
             model, processor = load_base(model_dir, dtype=_DTYPES[dtype], attn_implementation=attn_implementation)
         else:
             raise ModelLoadError(f"{model_dir}: neither a training output (train_config.json) "

@@ -10,7 +10,6 @@ at all is a bug upstream of the merge and raises ``MergeError`` (never dropped s
 from __future__ import annotations
 
 import copy
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,7 +63,7 @@ def merge_predictions(
         )
     out = [prediction_record(rec, done[i]) for i, rec in enumerate(records)]
     errors = sum("error" in done[i] for i in range(len(records)))
-    atomic.write_text(out_path, json.dumps(out, ensure_ascii=False, indent=2) + "\n")
+    atomic.write_json(out_path, out)
     if errors:
         logger.warning("%s: %d of %d records failed (prediction \"\", see their \"error\")",
                        out_path, errors, len(records))

@@ -25,7 +25,8 @@ from typing import Any
 from PIL import Image
 
 from colonpipe.data.images import ImageError, load_rgb
-from colonpipe.data.templates import HUMAN_PREFIX, IMAGE_TOKEN, format_box, render_question
+from colonpipe.coloninst import HUMAN_PREFIX, IMAGE_TOKEN, format_box
+from colonpipe.data.templates import render_question
 from colonpipe.infer.generate import generate_answers
 from colonpipe.params import TASKS, InferParams
 

@@ -10,11 +10,14 @@ File layout (reference names)::
 from __future__ import annotations
 
 import importlib.util
+import json
 import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
+from colonpipe.coloninst import instruction_path, prediction_file
 from colonpipe.infer.merge_shards import MergeSummary
 from colonpipe.infer.runner import InferJob, run_inference
 from colonpipe.params import InferParams
@@ -62,8 +65,8 @@ def resolve_runtime(params: InferParams) -> Runtime:
 def task_paths(task: str, split: str, *, data_dir: Path, out_dir: Path) -> tuple[Path, Path, Path]:
     """(input JSON, prediction JSON, journal dir) of one task and split."""
     return (
-        Path(data_dir) / split / f"ColonINST-{split}-{task}.json",
-        Path(out_dir) / f"{split}_pred_{task}.json",
+        instruction_path(data_dir, split, task),
+        Path(out_dir) / prediction_file(split, task),
         Path(out_dir) / f".shards-{task}" / split,
     )
 
@@ -87,3 +90,33 @@ def infer_task(
         )
         summaries.append(run_inference(job))
     return summaries
+
+
+def _shard_rate(journal_dir: Path, since: float) -> tuple[int, float]:
+    """(records generated, samples/s) from the shard results written after ``since``."""
+    done, seconds = 0, 0.0
+    for path in sorted(Path(journal_dir).glob("shard-*.result.json")):
+        if path.stat().st_mtime < since:
+            continue  # left by an earlier run (this one only merged)
+        result = json.loads(path.read_text())
+        done += int(result.get("done", 0))
+        seconds = max(seconds, float(result.get("seconds", 0.0)))  # shards run in parallel
+    return done, (done / seconds if seconds > 0 else 0.0)
+
+
+def infer_metrics(task: str, summaries: Sequence[MergeSummary], *, splits: Sequence[str],
+                  journal_dirs: Sequence[Path], since: float) -> dict[str, float]:
+    """``{split}.{task}.records|errors|predicted[|samples_per_s]`` for each split's summary.
+
+    ``predicted`` counts records generated in this run (resumed ones excluded);
+    ``samples_per_s`` is their generation throughput (absent when nothing was generated).
+    """
+    metrics: dict[str, float] = {}
+    for split, summary, journal in zip(splits, summaries, journal_dirs, strict=True):
+        key = f"{split}.{task}"
+        done, rate = _shard_rate(journal, since)
+        metrics.update({f"{key}.records": summary.records, f"{key}.errors": summary.errors,
+                        f"{key}.predicted": done})
+        if done:
+            metrics[f"{key}.samples_per_s"] = rate
+    return metrics

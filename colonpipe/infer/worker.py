@@ -22,9 +22,9 @@ from typing import Any, Iterator, Optional
 from tqdm import tqdm
 
 from colonpipe import atomic
+from colonpipe.coloninst import image_and_question, read_records
 from colonpipe.data.images import ImageError, ImageResolver, load_rgb
 from colonpipe.infer.journal import JournalWriter, journal_path, read_journals
-from colonpipe.infer.records import RecordError, load_records, parse_record
 from colonpipe.infer.shards import shard_positions
 
 logger = logging.getLogger(__name__)
@@ -77,9 +77,9 @@ def _parse_all(
     good, bad = [], []
     for pos in pending:
         try:
-            image_id, question = parse_record(records[pos])
+            image_id, question = image_and_question(records[pos])
             good.append((pos, image_id, processor.prompt_ids(question)))
-        except (RecordError, ValueError) as exc:
+        except ValueError as exc:  # ColonINSTError, bad box text, ...
             bad.append({"index": pos, "error": f"bad record: {exc}"})
     return good, bad
 
@@ -146,7 +146,7 @@ def _predict(
 
 def run_shard(spec: ShardSpec) -> ShardResult:
     """Run one shard to completion (resuming from its journal) and return its counts."""
-    records = load_records(spec.input_path, limit=spec.limit)
+    records = read_records(spec.input_path, limit=spec.limit)
     total = len(shard_positions(len(records), spec.num_shards, spec.shard))
     with JournalWriter(journal_path(spec.journal_dir, spec.shard, spec.num_shards)) as journal:
         done_before = read_journals(spec.journal_dir)
@@ -168,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     spec = ShardSpec.from_json(Path(argv[0]).read_text())
     result = run_shard(spec)
-    atomic.write_text(result_path(spec.journal_dir, spec.shard), json.dumps(dataclasses.asdict(result)) + "\n")
+    atomic.write_json(result_path(spec.journal_dir, spec.shard), dataclasses.asdict(result), indent=None, ensure_ascii=True)
     return 0
 
 

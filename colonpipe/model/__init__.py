@@ -16,7 +16,8 @@ from colonpipe.model.processing import (
     EncodedExample,
     PromptTooLongError,
 )
-from colonpipe.model.projector import build_projector, num_image_tokens, pyramid_levels
+from colonpipe.model.projector import build_projector
+from colonpipe.projector_types import num_image_tokens, pyramid_levels
 
 AutoConfig.register(ColonGPTConfig.model_type, ColonGPTConfig, exist_ok=True)
 AutoModelForImageTextToText.register(ColonGPTConfig, ColonGPTForConditionalGeneration, exist_ok=True)

@@ -62,9 +62,9 @@ class CheckpointError(ValueError):
     """A checkpoint that must not be loaded; the message names the directory and the file."""
 
 
-def write_json_atomic(path: Path, obj: Any) -> None:
-    """Write ``obj`` as JSON via a same-folder temp file, fsync and ``os.replace``."""
-    atomic.write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+def write_json(path: Path, obj: Any) -> Path:
+    """Atomically write a checkpoint's JSON (indented, sorted keys, ASCII, ``str`` for the rest)."""
+    return atomic.write_json(path, obj, sort_keys=True, ensure_ascii=True, default=str)
 
 
 def step_name(step: int) -> str:
@@ -75,36 +75,20 @@ def tmp_dir_for(target: Path) -> Path:
     return target.with_name(target.name + ".tmp")
 
 
-def _fsync_path(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def write_manifest(directory: Path) -> dict[str, dict[str, Any]]:
     """fsync every file under ``directory`` and record ``{relative path: {"size", "sha256"}}``."""
     files = {}
     for path in sorted(p for p in directory.rglob("*") if p.is_file() and p.name != MANIFEST):
-        _fsync_path(path)
+        atomic.fsync_dir(path)
         files[path.relative_to(directory).as_posix()] = {"size": path.stat().st_size, "sha256": sha256_path(path)}
-    write_json_atomic(directory / MANIFEST, {"version": 2, "files": files})
+    write_json(directory / MANIFEST, {"version": 2, "files": files})
     return files
 
 
 def commit_dir(tmp: Path, target: Path) -> Path:
-    """Move a finished ``tmp`` directory to ``target`` (replacing an old one) and fsync the parent."""
-    if target.exists():
-        old = target.with_name(target.name + ".old")
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(target, old)
-        os.replace(tmp, target)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, target)
-    _fsync_path(target.parent)
-    return target
+    """Move a finished ``tmp`` directory to ``target`` (``atomic.replace_dir``: the old one is
+    deleted only once the new one is in place)."""
+    return atomic.replace_dir(tmp, target)
 
 
 def _entry(value: Any) -> tuple[Any, Any]:

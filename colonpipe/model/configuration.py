@@ -12,7 +12,7 @@ from huggingface_hub.dataclasses import strict
 from transformers import AutoConfig, PretrainedConfig
 from transformers.configuration_utils import SubConfigSpec
 
-from colonpipe.model.projector import num_image_tokens
+from colonpipe.projector_types import num_image_tokens
 
 # SigLIP so400m-patch14-384, vision half (the public config.json values).
 SIGLIP_SO400M_384 = {

@@ -36,19 +36,17 @@ from __future__ import annotations
 
 import copy
 import logging
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import torch
 from transformers import LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor
 from transformers.models.llava.image_processing_pil_llava import LlavaImageProcessorPil
 
+from colonpipe import atomic
+from colonpipe.coloninst import IMAGE_TOKEN
 from colonpipe.model.modeling import ColonGPTForConditionalGeneration
 from colonpipe.model.processing import ColonGPTProcessor
-from colonpipe.model.projector import PLAIN_TYPES
-from colonpipe.model.tokenizer import IMAGE_TOKEN
+from colonpipe.projector_types import PLAIN_TYPES
 
 logger = logging.getLogger(__name__)
 
@@ -180,18 +178,10 @@ def export_llava(model: ColonGPTForConditionalGeneration, processor: ColonGPTPro
     unexpected = {k: state.pop(k) for k in ("lm_head.bias",) if k in state}
     llava.load_state_dict(state, strict=True, assign=True)
     llava.generation_config = copy.deepcopy(model.generation_config)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    tmp.chmod(0o755)
-    try:
+    with atomic.staged_dir(out_dir) as tmp:
         llava.save_pretrained(tmp, state_dict={**llava.state_dict(), **unexpected})
         llava_processor(processor, patch_size=patch[0] if isinstance(patch, (list, tuple)) else patch
                         ).save_pretrained(tmp)
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(tmp, out_dir)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     logger.info("exported %s (%s projector, %d image tokens) as LLaVA to %s", type(model).__name__,
                 model.config.projector_type, config.image_seq_length, out_dir)
     return out_dir

@@ -17,15 +17,13 @@ import importlib.util
 import json
 import logging
 import math
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForImageTextToText, AutoTokenizer
 from transformers import PretrainedConfig, SiglipVisionModel
 
+from colonpipe import atomic
 from colonpipe.model.configuration import PHI_1_5, SIGLIP_SO400M_384, ColonGPTConfig
 from colonpipe.model.modeling import ColonGPTForConditionalGeneration
 from colonpipe.model.processing import SYSTEM_PROMPT, ColonGPTProcessor, dialogue_text
@@ -193,17 +191,9 @@ def build_base(params: ModelParams, *, corpus_files: list[Path], out_dir: Path) 
     gen = model.generation_config
     gen.eos_token_id = gen.pad_token_id = processor.eos_token_id
     gen.bos_token_id = processor.tokenizer.bos_token_id
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    tmp.chmod(0o755)  # mkdtemp makes it private; the result is an ordinary output folder
-    try:
+    with atomic.staged_dir(out_dir) as tmp:
         model.save_pretrained(tmp)
         processor.save_pretrained(tmp)
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(tmp, out_dir)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     n = sum(p.numel() for p in model.parameters())
     logger.info("saved %s base model (%.2fM params, %d image tokens) to %s", params.preset, n / 1e6,
                 model.config.image_seq_length, out_dir)

@@ -36,14 +36,10 @@ from PIL import Image
 from transformers import AutoTokenizer, BaseImageProcessor, BatchFeature, PreTrainedTokenizerBase, ProcessorMixin
 from transformers.utils import PROCESSOR_NAME
 
-from colonpipe.model.tokenizer import IMAGE_TOKEN
+from colonpipe.coloninst import IMAGE_TOKEN, SYSTEM_PROMPT
 
 logger = logging.getLogger(__name__)
 
-SYSTEM_PROMPT = (
-    "A chat between a curious user and an artificial intelligence assistant. "
-    "The assistant gives helpful, detailed, and polite answers to the user's questions."
-)
 LEGACY_PROCESSOR_FILE = "colongpt_processor.json"  # written before the processor was a ProcessorMixin
 IGNORE_INDEX = -100
 

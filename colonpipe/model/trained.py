@@ -27,6 +27,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from colonpipe.model import checkpoint_files as ck
+from colonpipe.model.presets import load_base
 
 logger = logging.getLogger(__name__)
 
@@ -156,8 +157,6 @@ def load_trained(directory: Path, *, base_dir: Path | None = None, merge: bool =
     full parts and the adapter. ``merge=True`` folds the adapter into the weights and returns a
     plain ColonGPT model; otherwise a ``PeftModel`` is returned when there is an adapter.
     """
-    from colonpipe.model.presets import load_base
-
     directory = Path(directory)
     problem = ck.check_dir(directory)
     if problem:

@@ -25,7 +25,10 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from colonpipe import atomic
+from colonpipe.model import checkpoint_files as ck
+from colonpipe.params import flatten
 from colonpipe.register.model_card import CARD_FILE, read_metrics, render_card, write_model_card
+from colonpipe.tracking.lineage import stage_lineage
 
 if TYPE_CHECKING:
     from colonpipe.tracking.logger import MlflowLogger
@@ -63,10 +66,6 @@ def _with_ingest(lineage: Mapping[str, Any], ingest_report: Path | None) -> dict
 def write_training_card(final_dir: Path, *, stage: str, params_path: Path, inputs: Sequence[str | Path],
                         ingest_report: Path | None = INGEST_REPORT, lockfile: Path = Path("dvc.lock")) -> Path:
     """Write ``final_dir/README.md`` (lineage + params, no metrics yet) and refresh its manifest."""
-    from colonpipe.model import checkpoint_files as ck
-    from colonpipe.params import flatten
-    from colonpipe.tracking.lineage import stage_lineage
-
     params = read_params(params_path)
     lineage = stage_lineage(stage, params=flatten({stage: params.get(stage) or {}}), inputs=inputs,
                             root=Path.cwd(), lockfile=lockfile)

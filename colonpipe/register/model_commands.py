@@ -24,7 +24,7 @@ import logging
 import sys
 from pathlib import Path
 
-from colonpipe.data.templates import BoxTextError
+from colonpipe.coloninst import BoxTextError
 from colonpipe.infer.load import ModelLoadError, load_for_inference
 from colonpipe.infer.predict import MAX_PIXELS, human_turn, max_new_tokens_for, predict_images, task_question
 from colonpipe.infer.task import resolve_runtime

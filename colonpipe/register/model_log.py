@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Iterator, Optional
 
 from colonpipe.register.serve_config import ServeConfig
+from colonpipe.register.wheel import build_wheel
 
 if TYPE_CHECKING:
     from mlflow.models.model import ModelInfo
@@ -132,7 +133,6 @@ def log_pyfunc_model(
     import mlflow
 
     from colonpipe.register.pyfunc import ARTIFACT_KEY, ENTRY_FILE
-    from colonpipe.register.wheel import build_wheel
 
     config = config or ServeConfig()
     with servable_dir(Path(model_dir), dtype=dtype) as folder, \

@@ -108,7 +108,7 @@ def append_decision(path: Path, decision: Decision) -> None:
     path = Path(path)
     data = read_registry_json(path)
     data["decisions"].append(decision.to_json())
-    atomic.write_text(path, json.dumps(data, indent=2, allow_nan=False) + "\n")
+    atomic.write_json(path, data, allow_nan=False, ensure_ascii=True)
 
 
 # --------------------------------------------------------------------------- aliases

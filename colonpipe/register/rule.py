@@ -18,9 +18,10 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Optional, Sequence
+from typing import Mapping, Optional, Sequence
 
 from colonpipe.params import RegisterParams
+from colonpipe.tracking.logger import numeric_leaves
 
 
 class RegistryError(RuntimeError):
@@ -42,18 +43,6 @@ class Comparison:
 
 
 # --------------------------------------------------------------------------- metrics
-def flat_numbers(obj: Any, prefix: str) -> dict[str, float]:
-    """Numeric leaves of nested dicts as dotted keys (bools and non-numbers dropped)."""
-    if isinstance(obj, Mapping):
-        out: dict[str, float] = {}
-        for k, v in obj.items():
-            out.update(flat_numbers(v, f"{prefix}.{k}"))
-        return out
-    if isinstance(obj, (int, float)) and not isinstance(obj, bool):
-        return {prefix: float(obj)}
-    return {}
-
-
 def load_metrics(paths: Sequence[str | Path]) -> dict[str, float]:
     """Read metrics JSON files into ``{"<stem>.<dotted path>": value}``."""
     metrics: dict[str, float] = {}
@@ -67,7 +56,7 @@ def load_metrics(paths: Sequence[str | Path]) -> dict[str, float]:
             raise RegistryError(f"{path}: not valid JSON ({exc})") from None
         if not isinstance(data, dict):
             raise RegistryError(f"{path}: expected a JSON object of metrics")
-        metrics.update(flat_numbers(data, path.stem))
+        metrics.update(numeric_leaves(data, path.stem))
     return metrics
 
 

@@ -32,8 +32,8 @@ from typing import Any, Optional
 import pandas as pd
 from PIL import Image
 
+from colonpipe.coloninst import IMAGE_TOKEN
 from colonpipe.data.images import ImageBombError, ImageError, load_rgb
-from colonpipe.model.tokenizer import IMAGE_TOKEN
 from colonpipe.register.serve_config import ServeConfig, bad_input
 
 MAX_PATH_CHARS = 4096  # PATH_MAX on Linux: anything longer is not a path

@@ -15,8 +15,6 @@ import sys
 import tempfile
 from pathlib import Path
 
-import colonpipe
-
 BUILD_INPUTS = ("pyproject.toml", "README.md")
 
 
@@ -26,7 +24,7 @@ class WheelBuildError(RuntimeError):
 
 def project_root() -> Path:
     """The source tree the running ``colonpipe`` was imported from (holds ``pyproject.toml``)."""
-    root = Path(colonpipe.__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]  # <root>/colonpipe/register/wheel.py
     if not (root / "pyproject.toml").is_file():
         raise WheelBuildError(f"{root}: colonpipe is not running from its source tree (no pyproject.toml); "
                               "install the package from a checkout to log a model that carries it")

@@ -3,6 +3,8 @@
 Stages and flows log through ``RunLogger``; ``MlflowLogger`` writes to one MLflow run by id
 (no reliance on MLflow's global "active run"), so it is safe to hold several at once.
 Params are flat dotted keys (``finetune.lora.r``; see ``colonpipe.params.flatten``).
+``numeric_leaves`` turns a nested report into dotted metric names the same way, and
+``log_files`` logs output files as artifacts keeping their folders.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import math
 import re
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, Optional, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional, Protocol, Sequence, runtime_checkable
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -115,3 +117,36 @@ def _tag_value(value: Any) -> str:
         return "nan"
     text = value if isinstance(value, str) else json.dumps(value, default=str)
     return text if len(text) <= 8000 else text[:7997] + "..."
+
+
+def log_files(log: RunLogger, paths: Iterable[str | Path], artifact_path: Optional[str] = None, *,
+              root: Optional[str | Path] = None) -> int:
+    """Log every file in ``paths`` (missing ones raise); returns how many were logged.
+
+    With ``root``, a file's folders below ``root`` are kept under ``artifact_path``.
+    """
+    count = 0
+    for path in map(Path, paths):
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: cannot log as artifact, no such file")
+        dest = artifact_path
+        if root is not None:
+            sub = path.resolve().parent.relative_to(Path(root).resolve()).as_posix()
+            parts = [p for p in (artifact_path, sub) if p and p != "."]
+            dest = "/".join(parts) or None
+        log.log_artifact(path, dest)
+        count += 1
+    return count
+
+
+def numeric_leaves(obj: Any, prefix: str = "", *, skip: Sequence[str] = ()) -> dict[str, float]:
+    """``{"a.b": 1.0}`` for every int/float leaf of nested mappings (bools excluded); top-level
+    keys in ``skip`` (at any depth) are left out: breakdowns that belong in an artifact."""
+    out: dict[str, float] = {}
+    if isinstance(obj, Mapping):
+        for key, value in obj.items():
+            if key not in skip:
+                out.update(numeric_leaves(value, f"{prefix}.{key}" if prefix else str(key)))
+    elif isinstance(obj, (int, float)) and not isinstance(obj, bool) and prefix:
+        out[prefix] = float(obj)
+    return out

@@ -14,6 +14,10 @@ How a stage finds its parent (``resolve_parent``):
    when the next child opens.
 3. No DVC ancestor and no env var (a stage run by hand): the stage run is top-level.
 
+Flows and sweeps open their parents with ``open_run`` (a ``RunRef``: ids, URI, browser URL),
+hand them to stage subprocesses with ``parent_env`` and end them with ``close_run``;
+``pipeline_parent`` is the same as a context manager for in-process stages.
+
 ``stage_run`` opens the child, records lineage, makes it MLflow's active run (so MLflow's
 fluent API, e.g. ``mlflow.pyfunc.log_model``, logs into it) and yields an ``MlflowLogger``.
 """
@@ -31,7 +35,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Mapping, Optional, Sequence
 
 from colonpipe.tracking import lineage as lin
 from colonpipe.tracking.logger import MlflowLogger
-from colonpipe.tracking.store import file_lock, get_client, get_experiment_id
+from colonpipe.tracking.store import file_lock, get_client, get_experiment_id, tracking_uri
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -42,6 +46,55 @@ PARENT_ENV = "COLONPIPE_PARENT_RUN_ID"
 KEY_TAG = "colonpipe.pipeline_key"
 PARENT_TAG = "mlflow.parentRunId"
 LOCK_TAG = "colonpipe.dvc_lock"
+
+
+UI_URL_ENV = "COLONPIPE_MLFLOW_UI_URL"  # where `mlflow ui` serves, for links from Prefect
+
+
+@dataclass(frozen=True)
+class RunRef:
+    """An MLflow run a flow created: ids, tracking URI and a browser URL."""
+
+    run_id: str
+    experiment_id: str
+    tracking_uri: str
+    url: str
+
+    def logger(self) -> MlflowLogger:
+        """The project's ``RunLogger`` writing to this run."""
+        return MlflowLogger(get_client(self.tracking_uri), self.run_id)
+
+
+def run_url(uri: str, experiment_id: str, run_id: str) -> str:
+    """Browser URL of a run: the tracking server itself, else ``$COLONPIPE_MLFLOW_UI_URL``."""
+    base = uri if uri.startswith(("http://", "https://")) else os.environ.get(UI_URL_ENV, "http://127.0.0.1:5000")
+    return f"{base.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
+
+
+def open_run(
+    uri: str, *, run_name: str, experiment: Optional[str] = None, experiment_id: Optional[str] = None,
+    tags: Optional[Mapping[str, str]] = None, parent_run_id: Optional[str] = None,
+) -> RunRef:
+    """Create a RUNNING run at tracking ``uri`` in ``experiment_id`` or ``experiment`` (default:
+    the project's experiment, created if missing), optionally nested under ``parent_run_id``."""
+    client = get_client(uri)
+    exp_id = experiment_id or get_experiment_id(client, experiment)
+    all_tags = dict(tags or {})
+    if parent_run_id:
+        all_tags[PARENT_TAG] = parent_run_id
+    run = client.create_run(exp_id, run_name=run_name, tags=all_tags)
+    return RunRef(run.info.run_id, exp_id, uri, run_url(uri, exp_id, run.info.run_id))
+
+
+def close_run(run: RunRef, *, ok: bool, killed: bool = False) -> None:
+    """Mark ``run`` FINISHED, FAILED or (cancelled / interrupted) KILLED."""
+    status = "FINISHED" if ok else "KILLED" if killed else "FAILED"
+    get_client(run.tracking_uri).set_terminated(run.run_id, status)
+
+
+def parent_env(run: RunRef) -> dict[str, str]:
+    """Environment a stage subprocess needs to log as a child of ``run``."""
+    return {PARENT_ENV: run.run_id, "MLFLOW_TRACKING_URI": run.tracking_uri}
 
 
 @dataclass(frozen=True)
@@ -130,26 +183,23 @@ def resolve_parent(client: "MlflowClient", experiment_id: str) -> Optional[Paren
 
 
 @contextlib.contextmanager
-def pipeline_parent(
-    run_name: str, *, tags: Optional[Mapping[str, str]] = None, client: Optional["MlflowClient"] = None
-) -> Iterator[str]:
-    """Open a parent run for a flow and yield its id; stages started inside (in this process
-    or as subprocesses) become its children through ``$COLONPIPE_PARENT_RUN_ID``.
+def pipeline_parent(run_name: str, *, tags: Optional[Mapping[str, str]] = None,
+                    uri: Optional[str] = None) -> Iterator[str]:
+    """``open_run`` as a context manager: yields the run id; stages started inside (in this
+    process or as subprocesses) become its children through ``$COLONPIPE_PARENT_RUN_ID``.
 
     Nests under an enclosing ``$COLONPIPE_PARENT_RUN_ID`` (a sweep around pipelines). The run
     ends FINISHED, or FAILED when the block raises; the env var is restored afterwards.
     """
-    client = client or get_client()
     outer = os.environ.get(PARENT_ENV)
-    all_tags = {**(tags or {}), **({PARENT_TAG: outer} if outer else {})}
-    run_id = client.create_run(get_experiment_id(client), run_name=run_name, tags=all_tags).info.run_id
-    os.environ[PARENT_ENV] = run_id
-    status = "FAILED"
+    run = open_run(uri or tracking_uri(), run_name=run_name, tags=tags, parent_run_id=outer)
+    os.environ[PARENT_ENV] = run.run_id
+    ok = False
     try:
-        yield run_id
-        status = "FINISHED"
+        yield run.run_id
+        ok = True
     finally:
-        client.set_terminated(run_id, status)
+        close_run(run, ok=ok)
         if outer:
             os.environ[PARENT_ENV] = outer
         else:

@@ -1,11 +1,12 @@
 """Where tracking data lives: the MLflow URI, the experiment, and local file locks.
 
 Contract:
-- ``tracking_uri()``: ``$MLFLOW_TRACKING_URI`` when set (a team points it at a shared
-  server), else ``sqlite:///<root>/mlruns/mlflow.db``. ``<root>`` is ``$DVC_ROOT`` (DVC sets
-  it to the *original* workspace for stage commands, also inside ``dvc exp run --temp`` /
-  queued temp dirs, so experiments never write a throwaway store) or the working directory.
-  Relative sqlite paths are resolved against ``<root>``.
+- ``tracking_uri(root=None)``, the one resolver stages, flows and commands use:
+  ``$MLFLOW_TRACKING_URI`` when set (a team points it at a shared server), else
+  ``sqlite:///<root>/mlruns/mlflow.db``. ``<root>`` is the given project folder (a flow names
+  the repo it drives), else ``$DVC_ROOT`` (DVC sets it to the *original* workspace for stage
+  commands, also inside ``dvc exp run --temp`` / queued temp dirs, so experiments never write a
+  throwaway store), else the working directory. Relative sqlite paths resolve against ``<root>``.
 - With a sqlite store, artifacts live next to the database: ``<db dir>/artifacts/<experiment>``.
 - ``experiment_name()``: ``$MLFLOW_EXPERIMENT_NAME`` or ``"colonpipe"``.
 - ``canonical_uri(uri)``: one spelling per store, so every spelling shares one lock:
@@ -48,24 +49,24 @@ def project_root() -> Path:
     return Path(os.environ.get("DVC_ROOT") or os.getcwd()).resolve()
 
 
-def tracking_uri() -> str:
-    """The MLflow tracking URI in effect (see the module docstring)."""
+def tracking_uri(root: str | Path | None = None) -> str:
+    """The MLflow tracking URI in effect for the project at ``root`` (see the module docstring)."""
     uri = os.environ.get("MLFLOW_TRACKING_URI") or f"{_SQLITE}mlruns/mlflow.db"
-    db = sqlite_path(uri)
+    db = sqlite_path(uri, root)
     if db is None:
         return uri
     query = urlsplit(uri).query  # sqlite options (e.g. ?timeout=30) reach the client unchanged
     return f"{_SQLITE}{db}" + (f"?{query}" if query else "")
 
 
-def sqlite_path(uri: str) -> Optional[Path]:
-    """The absolute database path of a ``sqlite:///`` URI (relative ones against the root;
-    scheme in any case, query dropped, symlinks not resolved)."""
+def sqlite_path(uri: str, root: str | Path | None = None) -> Optional[Path]:
+    """The absolute database path of a ``sqlite:///`` URI (relative ones against ``root``,
+    default :func:`project_root`; scheme in any case, query dropped, symlinks not resolved)."""
     uri = uri.strip()
     if uri[: len(_SQLITE)].lower() != _SQLITE:
         return None
     path = Path(uri[len(_SQLITE):].split("?", 1)[0])
-    return path if path.is_absolute() else project_root() / path
+    return path if path.is_absolute() else (Path(root).resolve() if root is not None else project_root()) / path
 
 
 _DEFAULT_PORTS = {"http": 80, "https": 443, "postgresql": 5432, "mysql": 3306, "mssql": 1433}

@@ -11,7 +11,6 @@ PIL's ``MAX_IMAGE_PIXELS``) is skipped at either point and never decoded.
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 from dataclasses import dataclass
@@ -22,13 +21,11 @@ import torch
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
+from colonpipe import coloninst
 from colonpipe.data.images import ImageError, ImageResolver, load_rgb, open_image
 from colonpipe.model.processing import ColonGPTProcessor, PromptTooLongError
 
 logger = logging.getLogger(__name__)
-
-IMAGE_TOKEN = "<image>"
-
 
 @dataclass(frozen=True)
 class Record:
@@ -41,42 +38,21 @@ class Record:
     answer: str
 
 
-def _parse(rec: Any) -> tuple[str, str, str]:
-    """(id, question, answer) of a raw record, or ``ValueError`` saying what is wrong."""
-    if not isinstance(rec, dict) or not isinstance(rec.get("id"), str):
-        raise ValueError("not an object with a string 'id'")
-    turns = rec.get("conversations")
-    if not isinstance(turns, list) or len(turns) < 2:
-        raise ValueError("'conversations' must hold a human and a gpt turn")
-    human, gpt = turns[0], turns[1]
-    if not (isinstance(human, dict) and human.get("from") == "human" and isinstance(human.get("value"), str)):
-        raise ValueError("first turn is not a human turn with a string value")
-    if not (isinstance(gpt, dict) and gpt.get("from") == "gpt" and isinstance(gpt.get("value"), str)):
-        raise ValueError("second turn is not a gpt turn with a string value")
-    if human["value"].count(IMAGE_TOKEN) != 1:
-        raise ValueError(f"human turn must hold exactly one {IMAGE_TOKEN}")
-    return rec["id"], human["value"], gpt["value"]
-
-
 def _header_ok(path: Path) -> None:
     """Raise ``ImageError`` (``ImageBombError`` for a bomb) unless ``path``'s header parses."""
     with open_image(path):
         pass
 
 
-def read_records(json_path: Path, resolver: ImageResolver, *, max_records: int | None = None,
-                 seed: int = 0) -> tuple[list[Record], list[dict[str, Any]]]:
+def usable_records(json_path: Path, resolver: ImageResolver, *, max_records: int | None = None,
+                   seed: int = 0) -> tuple[list[Record], list[dict[str, Any]]]:
     """Usable records of ``json_path`` and the skipped ones as ``{"index", "id", "reason"}``.
 
     ``max_records`` keeps a seeded random subset (in file order). A file that is not a JSON list
-    raises ``ValueError`` naming it.
+    raises ``ColonINSTError`` (a ``ValueError``) naming it; a record that is not a
+    ``coloninst.dialogue`` is skipped with the reason.
     """
-    try:
-        raw = json.loads(Path(json_path).read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{json_path}: cannot read instruction JSON ({exc})") from None
-    if not isinstance(raw, list):
-        raise ValueError(f"{json_path}: expected a JSON list of records, got {type(raw).__name__}")
+    raw = coloninst.read_records(json_path)
     positions = list(range(len(raw)))
     if max_records is not None and max_records < len(raw):
         positions = sorted(random.Random(seed).sample(positions, max_records))
@@ -84,7 +60,7 @@ def read_records(json_path: Path, resolver: ImageResolver, *, max_records: int |
     for i in tqdm(positions, desc=f"checking {Path(json_path).name}", disable=len(positions) < 2000):
         rec_id = raw[i].get("id") if isinstance(raw[i], dict) else None
         try:
-            rec_id, question, answer = _parse(raw[i])
+            rec_id, question, answer = coloninst.dialogue(raw[i])
             path = resolver.resolve(rec_id)
             _header_ok(path)
         except (ValueError, OSError) as exc:  # ImageError is a ValueError
@@ -131,8 +107,8 @@ class InstructionDataset(Dataset):
 def load_dataset(json_path: Path, image_root: Path, processor: ColonGPTProcessor, *, max_length: int,
                  max_records: int | None = None, seed: int = 0) -> InstructionDataset:
     """Build the training dataset from an instruction JSON and an image root (folder or roots JSON)."""
-    records, skipped = read_records(json_path, ImageResolver.from_path(image_root),
-                                    max_records=max_records, seed=seed)
+    records, skipped = usable_records(json_path, ImageResolver.from_path(image_root),
+                                      max_records=max_records, seed=seed)
     logger.info("%s: %d usable records, %d skipped", json_path, len(records), len(skipped))
     return InstructionDataset(records, processor, max_length=max_length, skipped=skipped)
 

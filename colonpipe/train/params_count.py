@@ -14,6 +14,8 @@ import logging
 
 import torch
 
+from colonpipe.model.modeling import ColonGPTForConditionalGeneration
+from colonpipe.model.presets import config_for_preset
 from colonpipe.params import LoraParams, ModelParams, PartsParams
 from colonpipe.train.parts import ParamCounts, configure_parts
 
@@ -22,9 +24,6 @@ logger = logging.getLogger(__name__)
 
 def count_for_preset(model: ModelParams, parts: PartsParams, lora: LoraParams) -> ParamCounts:
     """Counts for ``model``'s preset with ``parts``/``lora`` applied, computed on the meta device."""
-    from colonpipe.model.modeling import ColonGPTForConditionalGeneration
-    from colonpipe.model.presets import config_for_preset
-
     config = config_for_preset(model)
     with torch.device("meta"):
         net = ColonGPTForConditionalGeneration(config)

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
 from pathlib import Path
 from typing import Any
 
 from colonpipe import atomic
-from colonpipe.model.checkpoint_files import write_json_atomic
+from colonpipe.model.checkpoint_files import write_json
 
 logger = logging.getLogger(__name__)
 
@@ -55,22 +53,19 @@ def plot_loss(history: list[dict[str, float]], path: Path, *, title: str) -> Non
     lr_ax.set_ylabel("learning rate")
     fig.legend(loc="upper right")
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
-    atomic.write_bytes(path, buf.getvalue())
+    try:
+        atomic.write_png(path, fig)
+    finally:
+        plt.close(fig)
 
 
 def write_reports(out_dir: Path, state: Any, counts: Any, *, skipped: int, stage: str) -> dict[str, Any]:
     """Write the three report files under ``out_dir``; return the metrics."""
     out_dir.mkdir(parents=True, exist_ok=True)
     metrics = summarize(state, counts, skipped=skipped)
-    write_json_atomic(out_dir / "train_metrics.json", metrics)
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=["step", "loss", "lr", "lr_projector"], lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(state.history)
-    atomic.write_text(out_dir / "loss.csv", buf.getvalue())
+    write_json(out_dir / "train_metrics.json", metrics)
+    columns = ["step", "loss", "lr", "lr_projector"]
+    atomic.write_csv(out_dir / "loss.csv", columns, [[row.get(c, "") for c in columns] for row in state.history])
     plot_loss(state.history, out_dir / "loss_curve.png", title=f"{stage}: training loss")
     logger.info("%s: loss %.4f -> %.4f over %d steps, %.1f samples/s", stage, metrics["first_loss"],
                 metrics["final_loss"], metrics["steps"], metrics["samples_per_s"])

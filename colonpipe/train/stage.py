@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from colonpipe.params import ParamsError, TrainParams, flatten, load_section
+from colonpipe.tracking.runs import stage_run
 from colonpipe.train.launch import add_launcher_args, dist_info, maybe_relaunch
 from colonpipe.train.trainer import TrainPaths, run_training
 
@@ -25,8 +26,6 @@ def _tracking(stage: str, p: TrainParams, paths: TrainPaths, *, enabled: bool):
     """The stage's MLflow run on rank 0 (a ``RunLogger``), else a context yielding ``None``."""
     if not enabled:
         return contextlib.nullcontext(None)
-    from colonpipe.tracking.runs import stage_run
-
     inputs = [str(x) for x in (paths.data, paths.base, paths.init_from) if x is not None]
     return stage_run(stage, params=flatten({stage: dataclasses.asdict(p)}), inputs=inputs)
 

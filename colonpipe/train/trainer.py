@@ -39,9 +39,11 @@ from tqdm import tqdm
 from transformers import get_cosine_schedule_with_warmup
 
 from colonpipe.hashing import sha256_path
-from colonpipe.model import checkpoint_files as ck, trained
+from colonpipe.model import checkpoint_files as ck
+from colonpipe.model import trained
+from colonpipe.model.presets import default_attn_implementation, load_base
 from colonpipe.model.trained import base_of
-from colonpipe.params import TrainParams
+from colonpipe.params import TrainParams, flatten
 from colonpipe.train.collator import TrainingCollator
 from colonpipe.train.dataset import load_dataset, token_count
 from colonpipe.train.engine import build_engine
@@ -49,6 +51,7 @@ from colonpipe.train.launch import dist_info
 from colonpipe.train.loss import causal_lm_loss
 from colonpipe.train.parts import configure_parts
 from colonpipe.train.report import write_reports
+from colonpipe.train.sampler import ResumableShardSampler
 
 logger = logging.getLogger(__name__)
 
@@ -148,8 +151,6 @@ class TrainRecipe:
             self._owns_group = True
 
     def _setup_model(self) -> None:
-        from colonpipe.model.presets import default_attn_implementation, load_base
-
         p = self.p
         attn = p.attn_implementation
         if attn == "auto":
@@ -168,8 +169,6 @@ class TrainRecipe:
         self.hidden_size = model.config.text_config.hidden_size
 
     def _setup_data(self) -> None:
-        from colonpipe.train.sampler import ResumableShardSampler
-
         p, info = self.p, self.info
         self.dataset = load_dataset(self.paths.data, self.paths.image_root, self.processor,
                                     max_length=p.max_length, max_records=p.max_records, seed=p.seed)
@@ -350,10 +349,10 @@ class TrainRecipe:
                 torch.save(self.engine.lr_scheduler.state_dict(), tmp / ck.SCHEDULER_FILE)
             base_of(self.model).config.save_pretrained(tmp)
             self.processor.save_pretrained(tmp)
-            ck.write_json_atomic(tmp / ck.TRAIN_CONFIG, self.train_config())
-            ck.write_json_atomic(tmp / ck.TRAINER_STATE, dataclasses.asdict(self.state))
+            ck.write_json(tmp / ck.TRAIN_CONFIG, self.train_config())
+            ck.write_json(tmp / ck.TRAINER_STATE, dataclasses.asdict(self.state))
             if final:
-                ck.write_json_atomic(tmp / "data_report.json", {"skipped": self.dataset.skipped})
+                ck.write_json(tmp / "data_report.json", {"skipped": self.dataset.skipped})
             ck.write_manifest(tmp)
             ck.commit_dir(tmp, target)
             if not final:
@@ -369,8 +368,6 @@ class TrainRecipe:
                     self.p.batch_size * self.p.grad_accum * self.info.world_size,
                     "bf16" if self.bf16 else "fp32", self.info.world_size)
         if self.run_logger is not None:
-            from colonpipe.params import flatten
-
             cfg = self.train_config()
             derived = {k: cfg[k] for k in ("world_size", "global_batch", "steps_per_epoch", "total_steps",
                                            "precision", "records", "base_dir", "data", "init_from")}

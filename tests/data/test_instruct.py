@@ -13,10 +13,9 @@ import pytest
 
 from colonpipe.data.instruct import InstructError, build_instruct, merge_boxes, primary_category
 from colonpipe.data.manifest import SCHEMA
-from colonpipe.data.templates import (
-    TEMPLATES, BoxTextError, format_box, match_template, parse_box, template_index,
-)
-from colonpipe.params import InstructParams
+from colonpipe.coloninst import BoxTextError, format_box, parse_box
+from colonpipe.data.templates import TEMPLATES, match_template, template_index
+from colonpipe.params import InstructParams, ParamsError
 
 SPEC_FILES = [
     "Json-file/train/ColonINST-train-cap.json",
@@ -225,8 +224,8 @@ def test_unusable_manifest_names_the_file(tmp_path):
     (tmp_path / "junk.parquet").write_text("not parquet")
     with pytest.raises(InstructError, match="junk.parquet"):
         build_instruct(tmp_path / "junk.parquet", tmp_path / "o", InstructParams())
-    with pytest.raises(InstructError, match="split_ratios"):
-        build_instruct(tmp_path / "few.parquet", tmp_path / "o", InstructParams(split_ratios=[0.5, 0.1, 0.1]))
+    with pytest.raises(ParamsError, match="InstructParams: split_ratios must sum to 1"):
+        InstructParams(split_ratios=[0.5, 0.1, 0.1])  # refused when built, before any file is read
 
 
 def test_stage_cli_runs_and_reports_bad_manifest(tmp_path):

@@ -70,7 +70,7 @@ def test_kvasir_capsule_keeps_each_video_in_one_split(tmp_path):
     split_of = {}
     for split in ("train", "val", "test"):
         for task in ("cls",):
-            path = tmp_path / "out/Json-file" / (f"train/ColonINST-train-3tasks.json" if split == "train"
+            path = tmp_path / "out/Json-file" / ("train/ColonINST-train-3tasks.json" if split == "train"
                                                   else f"{split}/ColonINST-{split}-{task}.json")
             for rec in json.loads(path.read_text()):
                 split_of[rec["id"]] = split

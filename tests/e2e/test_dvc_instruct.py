@@ -14,7 +14,7 @@ SPEC_FILES = [
     "train/ColonINST-train-3tasks.json",
 ] + [f"{s}/ColonINST-{s}-{t}.json" for s in ("val", "test") for t in ("cls", "reg", "rec", "cap")]
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
 
 def _digests(folder: Path) -> dict[str, str]:

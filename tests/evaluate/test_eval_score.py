@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from colonpipe.cli import main as cli_main
-from colonpipe.evaluate.command import infer_task
+from colonpipe.evaluate.command import task_from_name
+from colonpipe.coloninst import ColonINSTError
 from colonpipe.evaluate.records import PredictionFileError
 from colonpipe.evaluate.score import headline, rec_category, score_predictions, train_baselines
 
@@ -81,9 +82,9 @@ def test_count_mismatch_names_both_files(files):
 def test_unreadable_file_is_named(tmp_path, content, message):
     path = tmp_path / "test_pred_cls.json"
     path.write_bytes(content if isinstance(content, bytes) else content.encode())
-    with pytest.raises(PredictionFileError, match=rf"{path.name}: {message}"):
+    with pytest.raises(ColonINSTError, match=rf"{path.name}: {message}"):
         score_predictions(path, "cls")
-    with pytest.raises(PredictionFileError, match="file not found"):
+    with pytest.raises(ColonINSTError, match="file not found"):
         score_predictions(tmp_path / "nope.json", "cls")
 
 
@@ -123,10 +124,10 @@ def test_cap_scores(tmp_path):
     assert worse["bleu4"] < r["bleu4"] and worse["cider"] < r["cider"]
 
 
-def test_infer_task():
-    assert infer_task(Path("x/test_pred_rec.json")) == "rec"
-    assert infer_task(Path("ColonINST-val-cap.json")) == "cap"
-    assert infer_task(Path("preds.json")) is None
+def test_task_from_name():
+    assert task_from_name(Path("x/test_pred_rec.json")) == "rec"
+    assert task_from_name(Path("ColonINST-val-cap.json")) == "cap"
+    assert task_from_name(Path("preds.json")) is None
 
 
 def test_colonpipe_score_cli_end_to_end(files, tmp_path, capsys):
@@ -242,7 +243,7 @@ def test_train_baselines_survive_huge_boxes(tmp_path):
 def test_file_level_problems_are_clear_errors(tmp_path, capsys, text, message):
     path = tmp_path / "test_pred_cls.json"
     path.write_text(text)
-    with pytest.raises(PredictionFileError, match=rf"{path.name}: {message}"):
+    with pytest.raises(ColonINSTError, match=rf"{path.name}: {message}"):
         score_predictions(path, "cls")
     assert cli_main(["score", str(path)]) == 1
     assert message.split(":")[0] in capsys.readouterr().err
@@ -299,7 +300,7 @@ def test_source_check_names_predictions_for_another_file(tmp_path):
     with pytest.raises(PredictionFileError, match=r"e.g. 'D/Test/a/2\.png'"):
         score_predictions(write(tmp_path / "p.json", twice), "rec", source_path=tmp_path / "src.json")
     write(tmp_path / "src.json", "not a list")
-    with pytest.raises(PredictionFileError, match=r"src\.json: expected a JSON list"):
+    with pytest.raises(ColonINSTError, match=r"src\.json: expected a JSON list"):
         score_predictions(tmp_path / "p.json", "rec", source_path=tmp_path / "src.json")
 
 

@@ -15,7 +15,7 @@ import pytest
 from flows import dvc_cli
 from tests.flows.conftest import commit_all, copy_checkout
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
 SMALL = {  # minutes on 2 cores: a handful of images, a few optimizer steps, short captions
     "demo.images_per_category": 4,

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
 from tests.flows.conftest import BIN, PROJECT
+
+pytestmark = pytest.mark.integration
 
 SPEC = yaml.safe_load((PROJECT / "prefect.yaml").read_text())
 DEPLOYMENTS = {d["name"]: d for d in SPEC["deployments"]}

@@ -13,6 +13,8 @@ from flows import dvc_cli
 from flows import dvc_experiments as dx
 from tests.flows.conftest import make_tiny_repo
 
+pytestmark = pytest.mark.integration
+
 EXTRA = "  report:\n    cmd: python -c \"print('report')\"\n    deps: [m.json]\n"
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from tests.flows.conftest import PROJECT
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
 
 def _instruction_files(repo: Path) -> None:

@@ -11,6 +11,8 @@ import yaml
 
 from flows.pipeline import pipeline
 
+pytestmark = pytest.mark.integration
+
 
 def _task_runs(flow_run_id) -> dict[str, object]:
     """Task runs of a flow run by name (the stage tasks are named after their stage)."""

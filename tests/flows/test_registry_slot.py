@@ -21,6 +21,8 @@ from flows.pipeline import pipeline
 from flows.registry_slot import REGISTRY_LIMIT, registry_slot
 from tests.flows.conftest import make_tiny_repo
 
+pytestmark = pytest.mark.integration
+
 HOLD_PY = """\
 import pathlib, time
 pathlib.Path("started").touch()

@@ -9,7 +9,7 @@ import pytest
 from flows import dvc_cli
 from flows.sweep import sweep
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
 
 def _mlflow(repo):

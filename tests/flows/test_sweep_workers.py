@@ -24,7 +24,7 @@ import pytest
 from flows import dvc_queue as dq
 from flows.sweep import sweep
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
 LINGERING_DVC = f"""#!{sys.executable}
 import signal, sys, threading

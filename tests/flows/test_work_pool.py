@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from pathlib import Path
@@ -11,7 +10,7 @@ import pytest
 
 from tests.flows.conftest import commit_all, deploy, make_tiny_repo
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
 SLEEPER = """\
 import os, subprocess, sys, time

@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from colonpipe.infer.journal import JournalStateError, JournalWriter, journal_path, prepare_journal_dir, read_journals
-from colonpipe.infer.runner import InferenceError, InferJob, job_fingerprint, run_inference
+from colonpipe.infer.executors import InferenceError
+from colonpipe.infer.runner import InferJob, job_fingerprint, run_inference
 from colonpipe.infer.worker import ShardSpec, run_shard
 from tests.infer.conftest import make_dataset
 

@@ -17,8 +17,8 @@ def fake_checkpoint(root: Path, step: int, *, fingerprint: str = "abc") -> Path:
     tmp = ck.tmp_dir_for(target)
     tmp.mkdir(parents=True)
     (tmp / ck.PROJECTOR_FILE).write_bytes(b"x" * 100)
-    ck.write_json_atomic(tmp / ck.TRAINER_STATE, {"global_step": step})
-    ck.write_json_atomic(tmp / ck.TRAIN_CONFIG, {"fingerprint": fingerprint})
+    ck.write_json(tmp / ck.TRAINER_STATE, {"global_step": step})
+    ck.write_json(tmp / ck.TRAIN_CONFIG, {"fingerprint": fingerprint})
     ck.write_manifest(tmp)
     return ck.commit_dir(tmp, target)
 
@@ -78,8 +78,8 @@ def deepspeed_checkpoint(root: Path, step: int) -> Path:
     (state / "mp_rank_00_model_states.pt").write_bytes(bytes(range(256)) * 4)
     (state / "zero_pp_rank_0_mp_rank_00_optim_states.pt").write_bytes(b"o" * 512)
     (tmp / ck.PROJECTOR_FILE).write_bytes(b"p" * 64)
-    ck.write_json_atomic(tmp / ck.TRAINER_STATE, {"global_step": step})
-    ck.write_json_atomic(tmp / ck.TRAIN_CONFIG, {"fingerprint": "abc"})
+    ck.write_json(tmp / ck.TRAINER_STATE, {"global_step": step})
+    ck.write_json(tmp / ck.TRAIN_CONFIG, {"fingerprint": "abc"})
     ck.write_manifest(tmp)
     return ck.commit_dir(tmp, target)
 

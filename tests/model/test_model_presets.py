@@ -133,9 +133,9 @@ def test_corpus_errors_name_the_file(tmp_path):
 
 
 def test_model_params_are_validated():
-    with pytest.raises(ParamsError, match="model.tiny: tiny.projector_type: 'ppc_14_7_1' level 14 exceeds"):
+    with pytest.raises(ParamsError, match="model.tiny: tiny.projector_type: projector_type 'ppc_14_7_1': level 14 exceeds"):
         parse_params({"model": {"tiny": {"projector_type": "ppc_14_7_1"}}})
-    with pytest.raises(ParamsError, match="model: projector_type: 'mlp3' is not"):
+    with pytest.raises(ParamsError, match="model: projector_type: unknown projector_type 'mlp3': expected"):
         parse_params({"model": {"projector_type": "mlp3"}})
 
 

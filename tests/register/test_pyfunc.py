@@ -37,6 +37,8 @@ from colonpipe.register.serve_input import decode_image, human_turn
 from colonpipe.tracking.store import get_client, get_experiment_id
 from tests.bombs import ERROR_SIDE, WARNING_SIDE, b64, png_bomb
 
+pytestmark = pytest.mark.integration
+
 QUESTION = "Categorize the object."
 NOT_BASE64 = "'image' is not valid base64 image data nor an absolute path under the serve config's image_roots"
 NO_FILE = "'image' names no readable image file under the serve config's image_roots"
@@ -89,8 +91,8 @@ def trained_final(tmp_path, tiny_model_dir) -> Path:
                 p.add_(torch.randn(p.shape, generator=gen) * 0.2)
     save_trainables(out, peft, full_parts=[], is_main=True)
     processor.save_pretrained(out)
-    ck.write_json_atomic(out / ck.TRAIN_CONFIG, {"base_dir": str(base)})
-    ck.write_json_atomic(out / ck.TRAINER_STATE, {"global_step": 1})
+    ck.write_json(out / ck.TRAIN_CONFIG, {"base_dir": str(base)})
+    ck.write_json(out / ck.TRAINER_STATE, {"global_step": 1})
     ck.write_manifest(out)
     return out
 

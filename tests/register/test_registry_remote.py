@@ -32,7 +32,7 @@ from colonpipe.register.registry import CHAMPION, PREV_CHAMPION_TAG, PREVIOUS, a
 from colonpipe.tracking.store import is_remote
 
 BIN = Path(sys.executable).parent
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
 
 def _free_port() -> int:

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from colonpipe.params import RegisterParams
+from colonpipe.params import ParamsError, RegisterParams
 from colonpipe.register.rule import RegistryError, check_metrics, decide, load_metrics
 
 CFG = RegisterParams(
@@ -117,7 +117,8 @@ def test_params_reject_non_finite_floors_and_tolerances(tmp_path, key, value):
 
 
 def test_params_reject_a_non_finite_verify_delay():
-    assert RegisterParams(remote_verify_s=float("nan")).validate()
+    with pytest.raises(ParamsError, match="remote_verify_s must be a finite number"):
+        RegisterParams(remote_verify_s=float("nan"))
     assert not RegisterParams(remote_verify_s=0.5).validate()
 
 

@@ -54,7 +54,7 @@ def write_training_output(base_dir: Path, out_dir: Path, *, seed: int = 0) -> Pa
             if k.startswith(("lm_head.", "model.final_layernorm."))}
     save_file({k: v.contiguous() for k, v in head.items()}, str(out_dir / ck.FULL_PARTS_FILE))
     processor.save_pretrained(out_dir)
-    ck.write_json_atomic(out_dir / ck.TRAIN_CONFIG, {"base_dir": str(base_dir)})
-    ck.write_json_atomic(out_dir / ck.TRAINER_STATE, {"global_step": 1})
+    ck.write_json(out_dir / ck.TRAIN_CONFIG, {"base_dir": str(base_dir)})
+    ck.write_json(out_dir / ck.TRAINER_STATE, {"global_step": 1})
     ck.write_manifest(out_dir)
     return out_dir

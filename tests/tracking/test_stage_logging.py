@@ -11,7 +11,9 @@ import yaml
 from mlflow import MlflowClient
 
 from colonpipe.tracking import pipeline_parent
-from colonpipe.tracking.summaries import infer_metrics, log_files, numeric_leaves, saved_parameter_count
+from colonpipe.infer.task import infer_metrics
+from colonpipe.model.weights import saved_parameter_count
+from colonpipe.tracking.logger import log_files, numeric_leaves
 from tests.evaluate.eval_cases import CLS, REC, REC_AVG, TRAIN, strip_prediction, write
 from tests.infer.conftest import make_dataset
 

@@ -8,10 +8,13 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
 from mlflow import MlflowClient
 
 from colonpipe.tracking import pipeline_parent
 from colonpipe.tracking.store import experiment_name
+
+pytestmark = pytest.mark.integration
 
 STAGE_SCRIPT = textwrap.dedent(
     """

@@ -7,7 +7,7 @@ import pytest
 
 from colonpipe.data.images import ImageResolver
 from colonpipe.model.processing import ColonGPTProcessor
-from colonpipe.train.dataset import load_dataset, read_records
+from colonpipe.train.dataset import load_dataset, usable_records
 from tests.bombs import WARNING_SIDE, write_bomb
 from trainutil import make_records
 
@@ -18,7 +18,7 @@ pytestmark = pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarn
 def test_bombs_are_skipped_and_reported_when_the_records_are_read(tmp_path):
     data = make_records(tmp_path, 6, bad={1: "bomb"})
     write_bomb(tmp_path / "images/Synth/2.png", WARNING_SIDE)  # PIL alone would only warn
-    records, skipped = read_records(data, ImageResolver(root=tmp_path / "images"))
+    records, skipped = usable_records(data, ImageResolver(root=tmp_path / "images"))
     assert [r.index for r in records] == [0, 3, 4, 5]
     assert [(s["index"], s["id"]) for s in skipped] == [(1, "Synth/1.png"), (2, "Synth/2.png")]
     assert all(REFUSED in s["reason"] and "Synth/" in s["reason"] for s in skipped)

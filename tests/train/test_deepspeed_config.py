@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from colonpipe.params import DeepSpeedParams, TrainParams
+from colonpipe.params import DeepSpeedParams, ParamsError, TrainParams
 from colonpipe.train.deepspeed_config import build_deepspeed_config, resolve_auto
 
 
@@ -35,5 +35,5 @@ def test_lower_stages_have_no_zero3_keys(stage):
 
 
 def test_offload_param_needs_zero3():
-    p = TrainParams(deepspeed=DeepSpeedParams(enabled=True, zero_stage=2, offload_param=True))
-    assert any("offload_param" in msg for msg in p.validate())
+    with pytest.raises(ParamsError, match="offload_param needs zero_stage 3"):
+        TrainParams(deepspeed=DeepSpeedParams(enabled=True, zero_stage=2, offload_param=True))

@@ -14,7 +14,7 @@ import pytest
 
 from tests.e2e.conftest import copy_repo, ran_stages, run_dvc
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
 SMALL = {"demo.images_per_category": 6,
          "align.max_steps": 4, "align.save_steps": 2,

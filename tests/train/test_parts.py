@@ -91,6 +91,7 @@ def test_count_uses_no_memory():
 @pytest.mark.parametrize("bad", [dict(parts=PartsParams("frozen", "frozen", "frozen")),
                                  dict(warmup_ratio=1.5), dict(batch_size=0)])
 def test_train_params_validation(bad):
-    from colonpipe.params import TrainParams
+    from colonpipe.params import ParamsError, TrainParams
 
-    assert TrainParams(**bad).validate()
+    with pytest.raises(ParamsError, match="TrainParams: "):
+        TrainParams(**bad)  # checked when built

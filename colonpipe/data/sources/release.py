@@ -27,7 +27,7 @@ from typing import Any
 
 from colonpipe.data.check import FILE_RE, check_coloninst, record_task, shape_error
 from colonpipe.data.sources.common import RawObject, ReadResult, SourceListing
-from colonpipe.data.templates import HUMAN_PREFIX, BoxTextError, parse_box
+from colonpipe.coloninst import HUMAN_PREFIX, BoxTextError, parse_box
 
 JSON_DIR, IMAGE_DIR = "Json-file", "Positive-images"
 

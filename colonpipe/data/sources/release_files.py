@@ -22,22 +22,20 @@ from typing import Any
 
 from colonpipe import atomic
 from colonpipe.data.catalogue import compare_datasets
-from colonpipe.data.manifest import SPLITS
-from colonpipe.data.templates import HUMAN_PREFIX, match_template
-
-TASKS = ("cls", "reg", "rec", "cap")
-_FILE_TASK = {f"ColonINST-{s}-{t}.json": (s, t) for s in SPLITS for t in (*TASKS, "3tasks")}
+from colonpipe.coloninst import (
+    COMBINED_TASK, HUMAN, SPLITS, STAGE2_TASKS, TASKS, parse_instruction_file, question_text, turn,
+)
+from colonpipe.data.templates import match_template
 
 
 def _task(file_task: str, record: Any) -> str | None:
     """The record's task: the file's, or (3-task file) the first template family that matches."""
-    if file_task != "3tasks":
+    if file_task != COMBINED_TASK:
         return file_task
-    try:
-        question = record["conversations"][0]["value"][len(HUMAN_PREFIX):]
-    except (KeyError, IndexError, TypeError):
+    question = turn(record, HUMAN)
+    if question is None:
         return None
-    return next((t for t in ("cls", "reg", "rec") if isinstance(question, str) and match_template(t, question)), None)
+    return next((t for t in STAGE2_TASKS if match_template(t, question_text(question))), None)
 
 
 def _copy(src: Path, out_dir: Path, files: dict[str, str], required: list[str]) -> dict[str, bytes]:
@@ -75,7 +73,7 @@ def release_stats(data: dict[str, bytes]) -> tuple[dict[str, Any], dict[str, dic
         except ValueError:
             recs = None
         files[rel] = len(recs) if isinstance(recs, list) else 0
-        split, file_task = _FILE_TASK.get(Path(rel).name, (None, None))
+        split, file_task = parse_instruction_file(Path(rel).name) or (None, None)
         for rec in recs if split and isinstance(recs, list) else []:
             task = _task(file_task, rec)
             if task is None or not isinstance(rec, dict) or not isinstance(rec.get("id"), str):
