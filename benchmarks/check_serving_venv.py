@@ -74,7 +74,8 @@ def _step(name: str, cmd: list[str], *, timeout: float, cwd: Path | None = None,
 def build_demo_store(root: Path, *, name: str) -> str:
     """A sqlite store under ``root`` whose ``name@champion`` is the tiny preset; its URI."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from colonpipe.data.templates import HUMAN_PREFIX, render_question
+    from colonpipe.coloninst import HUMAN_PREFIX
+    from colonpipe.data.templates import render_question
     from colonpipe.model.presets import build_base
     from colonpipe.params import ModelParams
     from colonpipe.register.model_log import log_pyfunc_model

@@ -200,7 +200,8 @@ def test_a_folder_saved_before_the_processor_mixin_still_loads(proc, tmp_path):
 
 def _task_dialogues() -> list[tuple[str, str]]:
     """One ColonINST (question, answer) per task, every question template included."""
-    from colonpipe.data.templates import HUMAN_PREFIX, TEMPLATES, format_box, render_question
+    from colonpipe.coloninst import HUMAN_PREFIX, format_box
+    from colonpipe.data.templates import TEMPLATES, render_question
 
     box = format_box((12, 305, 97, 380))
     answers = {"cls": "dyed lifted polyp", "reg": "ulcer", "rec": box,

@@ -38,8 +38,8 @@ def _trained_dir(base: Path, out: Path, parts: PartsParams) -> Path:
     save_trainables(out, model, full_parts=full, is_main=True)
     _, processor = load_base(base)
     processor.save_pretrained(out)
-    ck.write_json_atomic(out / ck.TRAIN_CONFIG, {"base_dir": os.path.relpath(base), "fingerprint": "t"})
-    ck.write_json_atomic(out / ck.TRAINER_STATE, {"global_step": 1})
+    ck.write_json(out / ck.TRAIN_CONFIG, {"base_dir": os.path.relpath(base), "fingerprint": "t"})
+    ck.write_json(out / ck.TRAINER_STATE, {"global_step": 1})
     ck.write_manifest(out)
     return out
 
@@ -92,7 +92,9 @@ def test_adapter_alone_restores_the_trained_model_in_a_fresh_process(tiny_base, 
                    cwd=tmp_path)
     got = torch.load(out, weights_only=True)
     outside = [m for m in got["modules"] if m != "colonpipe" and not m.startswith("colonpipe.model")]
-    assert set(outside) <= {"colonpipe.atomic", "colonpipe.hashing", "colonpipe.params", "colonpipe.coloninst"}, outside
+    leaves = {"colonpipe.atomic", "colonpipe.hashing", "colonpipe.coloninst", "colonpipe.taxonomy",
+              "colonpipe.projector_types", "colonpipe.params"}  # what colonpipe.model sits on
+    assert set(outside) <= leaves, outside
     torch.testing.assert_close(got["logits"], want, rtol=0, atol=1e-5)
     base_model, _ = load_base(tiny_base)
     with torch.no_grad():
