@@ -158,6 +158,12 @@ def test_register_records_one_promotion_decision(pipeline):
     client = _client(repo)
     champion = client.get_model_version_by_alias("colongpt", "champion")
     assert str(champion.version) == "1" and champion.run_id == first["source_run_id"]
+    merged = repo / "models/finetune/merged"  # the DVC artifact: bf16, loads on its own, full card
+    assert json.loads((merged / "config.json").read_text())["dtype"] == "bfloat16"
+    card = (merged / "README.md").read_text()
+    assert "**promoted to champion**" in card and "### test" in card and "Ingest (bad inputs" in card
+    names = {a.path for a in client.list_logged_model_artifacts(champion.model_id)}
+    assert {"README.md", "requirements.txt", "artifacts"} <= names, names
 
 
 def test_mlflow_has_one_parent_run_with_a_child_per_stage(pipeline):
