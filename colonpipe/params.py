@@ -318,20 +318,25 @@ class TinyModelParams:
 
 @dataclass(frozen=True)
 class ModelParams:
-    """Base model (stage ``base``): the ``tiny`` preset or the real ``phi15-siglip`` pair."""
+    """Base model (stage ``base``): the ``tiny`` preset, the real ``phi15-siglip`` pair, or the
+    published ``colongpt-v1`` checkpoint converted once (``llm`` is then the base of a LoRA
+    checkpoint, ``vision`` the tower when the checkpoint holds none)."""
 
-    preset: Literal["tiny", "phi15-siglip"] = "tiny"
+    preset: Literal["tiny", "phi15-siglip", "colongpt-v1"] = "tiny"
     seed: int = 0  # tiny: weight init
     projector_type: Optional[str] = None  # None: tiny.projector_type / ppc_14_7_1 for phi15-siglip
     vision_feature_layer: int = -2  # -2: penultimate SigLIP layer
     llm: str = "microsoft/phi-1_5"  # phi15-siglip: hub id or local folder
     vision: str = "google/siglip-so400m-patch14-384"  # phi15-siglip: hub id or local folder
+    checkpoint: str = "ai4colonoscopy/ColonGPT-v1"  # colongpt-v1: the published model (hub id or local folder)
     save_dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     tiny: TinyModelParams = field(default_factory=TinyModelParams)
 
     def validate(self) -> list[str]:
         if self.projector_type is None:
             return []
+        if self.preset == "colongpt-v1":
+            return ["projector_type: colongpt-v1 takes it from the checkpoint's mm_projector_type; set it to null"]
         # phi15-siglip: the grid comes from the vision config; ColonGPTConfig checks the levels.
         grid = self.tiny.image_size // self.tiny.patch_size if self.preset == "tiny" else 10**6
         return _projector_problems(self.projector_type, grid, "projector_type")
