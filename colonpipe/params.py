@@ -238,7 +238,7 @@ class InferParams:
 class EvaluateParams:
     """Scoring predictions (stage ``evaluate``); the metric rules are the reference's (``scoring``)."""
 
-    splits: list[str] = field(default_factory=lambda: ["val", "test"])  # val is "seen", test held out
+    splits: list[str] = field(default_factory=lambda: ["val", "test"])  # seen/held-out: see finetune.train_splits
     tasks: list[str] = field(default_factory=lambda: list(TASKS))  # tasks without predictions are skipped
     iou_bins: int = 20  # REC IoU histogram bins; finer shows more shape, needs more records
     # CLS/REG exact match: "reference" (the reference evaluator's, no strip) or "lenient"
@@ -381,7 +381,7 @@ class TrainParams:
     batch_size: int = 16  # per device (micro batch)
     grad_accum: int = 2  # global batch = batch_size * grad_accum * processes
     lr: float = 2e-4  # LoRA / LM learning rate
-    projector_lr: float = 2e-3
+    projector_lr: float = 2e-3  # recipe stage 2; stage 1 (align) trains the projector at 2e-4
     warmup_ratio: float = 0.03
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
@@ -402,9 +402,16 @@ class TrainParams:
     max_records: Optional[int] = None  # seeded subsample of the training records
     num_workers: int = 0  # DataLoader worker processes
     cpu_threads: int = 0  # CPU runs: torch threads per process; 0 = torch's default (all cores)
+    # ColonINST splits trained on: ["train"] keeps val held out; ["train", "val"] is what upstream
+    # did (val is then "seen"). Never "test". Reports read it back from final/train_config.json.
+    train_splits: list[str] = field(default_factory=lambda: ["train"])
 
     def validate(self) -> list[str]:
         problems = []
+        if "train" not in self.train_splits or set(self.train_splits) - {"train", "val"} or \
+                len(set(self.train_splits)) != len(self.train_splits):
+            problems.append(f"train_splits must be [train] or [train, val] (test stays held out), "
+                            f"got {self.train_splits}")
         for name in ("epochs", "batch_size", "grad_accum", "save_steps", "num_processes",
                      "max_length", "keep_checkpoints"):
             if getattr(self, name) < 1:

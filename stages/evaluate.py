@@ -2,7 +2,8 @@
 
     python stages/evaluate.py --pred-dir models/finetune/pred --cap-pred-dir models/align/pred \\
         --train-json data/coloninst/Json-file/train/ColonINST-train-3tasks.json \\
-        --source-dir data/coloninst/Json-file --metrics-dir metrics --plots-dir plots
+        --source-dir data/coloninst/Json-file --metrics-dir metrics --plots-dir plots \\
+        --train-config models/finetune/final/train_config.json
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import sys
 from pathlib import Path
 
 from colonpipe.evaluate.records import PredictionFileError
-from colonpipe.evaluate.suite import evaluate_splits
+from colonpipe.evaluate.suite import evaluate_splits, trained_splits
 from colonpipe.params import ParamsError, flatten, load_section
 from colonpipe.tracking import stage_run
 from colonpipe.tracking.summaries import log_files
@@ -27,6 +28,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cap-pred-dir", type=Path, help="CAP predictions (default: --pred-dir)")
     parser.add_argument("--train-json", type=Path, help="stage-2 train JSON for the baselines")
     parser.add_argument("--source-dir", type=Path, help="Json-file folder; record counts are checked")
+    parser.add_argument("--train-config", type=Path,
+                        help="the stage-2 output's train_config.json: labels each split seen or held-out")
     parser.add_argument("--metrics-dir", type=Path, required=True)
     parser.add_argument("--plots-dir", type=Path, required=True)
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
@@ -44,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
                 splits=params.splits, tasks=params.tasks, cap_pred_dir=args.cap_pred_dir,
                 source_dir=args.source_dir, train_json=args.train_json, iou_bins=params.iou_bins,
                 scoring=params.scoring,
+                seen_splits=trained_splits(args.train_config) if args.train_config else None,
             )
             log.log_metrics(result.flat())
             log_files(log, result.metric_files, "metrics")

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from colonpipe.params import ParamsError, TrainParams, flatten, load_section
+from colonpipe.train.dataset import split_files
 from colonpipe.train.launch import add_launcher_args, dist_info, maybe_relaunch
 from colonpipe.train.trainer import TrainPaths, run_training
 
@@ -27,7 +28,8 @@ def _tracking(stage: str, p: TrainParams, paths: TrainPaths, *, enabled: bool):
         return contextlib.nullcontext(None)
     from colonpipe.tracking.runs import stage_run
 
-    inputs = [str(x) for x in (paths.data, paths.base, paths.init_from) if x is not None]
+    data = [f for files in paths.files_by_split.values() for f in files]
+    inputs = [str(x) for x in (*data, paths.base, paths.init_from) if x is not None]
     return stage_run(stage, params=flatten({stage: dataclasses.asdict(p)}), inputs=inputs)
 
 
@@ -69,7 +71,12 @@ def stage_main(stage: str, script: str, argv: list[str], *, doc: str, data_help:
     except ParamsError as exc:
         logging.getLogger(f"stages.{stage}").error("%s", exc)
         return 1
+    try:
+        splits = split_files(args.data, params.train_splits)
+    except ValueError as exc:
+        logging.getLogger(f"stages.{stage}").error("%s", exc)
+        return 1
     paths = TrainPaths(base=args.base, data=args.data, image_root=args.image_root, out_dir=args.out_dir,
-                       init_from=getattr(args, "init_from", None))
+                       init_from=getattr(args, "init_from", None), splits=splits)
     rc, _ = train_stage(stage, params, paths, script_argv=[script, *argv])
     return rc

@@ -65,6 +65,12 @@ class TrainPaths:
     image_root: Path  # images: a folder or an image_roots.json
     out_dir: Path  # models/<stage>: final/, checkpoints/, train_metrics.json, loss curve
     init_from: Path | None = None  # trained dir whose projector starts this run (align/final)
+    splits: dict[str, list[Path]] | None = None  # {split: files} trained on; None = {"train": [data]}
+
+    @property
+    def files_by_split(self) -> dict[str, list[Path]]:
+        """The instruction files trained on, by ColonINST split (``train`` first)."""
+        return self.splits or {"train": [Path(self.data)]}
 
 
 @dataclass
@@ -86,9 +92,13 @@ def fingerprint(p: TrainParams, paths: TrainPaths, *, world_size: int, total_ste
     base or changed data starts over instead of resuming a stale run. Image folders are too big
     to hash here; their path counts."""
     knobs = dataclasses.asdict(p)
-    for volatile in ("save_steps", "keep_checkpoints", "num_workers", "cpu_threads", "hostfile", "max_steps", "epochs"):
-        knobs.pop(volatile)  # they matter only through total_steps
+    for volatile in ("save_steps", "keep_checkpoints", "num_workers", "cpu_threads", "hostfile", "max_steps", "epochs",
+                     "train_splits"):
+        knobs.pop(volatile)  # they matter only through total_steps / the data files below
     root = paths.image_root
+    extra = [sha256_path(f) for split, files in paths.files_by_split.items() if split != "train" for f in files]
+    if extra:  # a train-only run keeps the fingerprint it always had
+        knobs["extra_data"] = extra
     knobs.update(world_size=world_size, total_steps=total_steps, base=sha256_path(paths.base),
                  data=sha256_path(paths.data),
                  image_root=sha256_path(root) if Path(root).is_file() else str(root),
@@ -171,7 +181,8 @@ class TrainRecipe:
         from colonpipe.train.sampler import ResumableShardSampler
 
         p, info = self.p, self.info
-        self.dataset = load_dataset(self.paths.data, self.paths.image_root, self.processor,
+        files = [f for split_files in self.paths.files_by_split.values() for f in split_files]
+        self.dataset = load_dataset(files, self.paths.image_root, self.processor,
                                     max_length=p.max_length, max_records=p.max_records, seed=p.seed)
         self.sampler = ResumableShardSampler(len(self.dataset), rank=info.rank, world_size=info.world_size, seed=p.seed)
         self.loader = DataLoader(self.dataset, batch_size=p.batch_size, sampler=self.sampler,
@@ -321,6 +332,7 @@ class TrainRecipe:
         return {
             "stage": self.stage, "params": dataclasses.asdict(p), "fingerprint": self.fingerprint,
             "base_dir": str(self.paths.base), "data": str(self.paths.data),
+            "train_splits": {split: [str(f) for f in files] for split, files in self.paths.files_by_split.items()},
             "init_from": str(self.paths.init_from) if self.paths.init_from else None,
             "world_size": self.info.world_size, "global_batch": p.batch_size * p.grad_accum * self.info.world_size,
             "steps_per_epoch": self.steps_per_epoch, "total_steps": self.total_steps,
