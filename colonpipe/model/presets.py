@@ -7,8 +7,14 @@
   folders in params), loaded with ``from_pretrained`` (never ``trust_remote_code``); the tokenizer
   is Phi's, with ``<image>`` added; image size / mean / std come from the SigLIP side.
 
-Both are saved by :func:`build_base` as a ``save_pretrained`` folder (config, safetensors weights,
+  As upstream: Phi's ``lm_head`` is rebuilt without its bias (``lm_head_bias: false``) and the
+  projector keeps PyTorch's default initialisation.
+- ``colongpt-v1``: the published ColonGPT-v1 (``params.checkpoint``, merged or LoRA), converted by
+  :mod:`colonpipe.model.converters.colongpt_v1`.
+
+All are saved by :func:`build_base` as a ``save_pretrained`` folder (config, safetensors weights,
 generation config, tokenizer, ``colongpt_processor.json``) and read back by :func:`load_base`.
+Both run the loud checks of :mod:`colonpipe.model.checks` (tokenizer, template, patch grid).
 """
 
 from __future__ import annotations
