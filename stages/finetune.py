@@ -13,13 +13,29 @@ this script under torchrun / deepspeed.
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
-from colonpipe.train.stage import stage_main
+from colonpipe.stage_cli import run_stage
+from colonpipe.train.launch import add_launcher_args
+from colonpipe.train.stage import TrainInputError, train_paths, train_stage
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--base", type=Path, required=True, help="base model folder (stage base)")
+    parser.add_argument("--data", type=Path, required=True, help="CLS+REG+REC instruction JSON (train split)")
+    parser.add_argument("--image-root", type=Path, required=True, help="image folder or image_roots.json")
+    parser.add_argument("--init-from", type=Path, required=True, help="aligned stage-1 output (its projector)")
+    parser.add_argument("--out-dir", type=Path, required=True)
+    add_launcher_args(parser)
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    return stage_main("finetune", __file__, argv, doc=__doc__, data_help="CLS+REG+REC instruction JSON", init_from=True)
+
+    def run(args, params) -> int:  # re-run by torchrun / deepspeed when num_processes > 1
+        return train_stage("finetune", params, train_paths(args, params), script_argv=[__file__, *argv])[0]
+
+    return run_stage("finetune", __doc__, add_arguments, run, argv, errors=(TrainInputError,))
 
 
 if __name__ == "__main__":

@@ -16,7 +16,8 @@ from colonpipe.projector_types import num_image_tokens, pyramid_levels
 AutoConfig.register(ColonGPTConfig.model_type, ColonGPTConfig, exist_ok=True)
 AutoModelForImageTextToText.register(ColonGPTConfig, ColonGPTForConditionalGeneration, exist_ok=True)
 
-from colonpipe.model.presets import build_base, config_for_preset, load_base  # noqa: E402 (after registration)
+from colonpipe.model.base_model import build_base  # noqa: E402 (after registration)
+from colonpipe.model.presets import config_for_preset, load_base  # noqa: E402
 
 __all__ = [
     "SYSTEM_PROMPT",
