@@ -116,6 +116,18 @@ def kill_all_live(*, grace_s: float = 10.0) -> None:
         kill_group(proc, grace_s=grace_s)
 
 
+def retry_transient(task, task_run, state) -> bool:
+    """Prefect ``retry_condition_fn``: retry a DVC step only when it failed on a lock or the network
+    (``TransientDvcError``), never on a real error."""
+    try:
+        state.result(raise_on_failure=True)
+    except TransientDvcError:
+        return True
+    except BaseException:
+        return False
+    return False
+
+
 def is_transient(output: str) -> bool:
     """True when dvc itself (its ``ERROR:`` lines, not the stage) reports a lock or network error."""
     dvc_errors = [ln.lower() for ln in output.splitlines() if ln.startswith("ERROR")]
