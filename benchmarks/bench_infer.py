@@ -66,7 +66,7 @@ def make_records(root: Path, n: int, *, image_size: tuple[int, int]) -> Path:
 
 
 def build_tiny(root: Path, corpus: Path) -> Path:
-    from colonpipe.model.presets import build_base
+    from colonpipe.model.base_model import build_base
     from colonpipe.params import ModelParams
 
     return build_base(ModelParams(), corpus_files=[corpus], out_dir=root / "model")

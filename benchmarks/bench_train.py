@@ -67,7 +67,7 @@ def synthetic_records(root: Path, n: int) -> Path:
 
 
 def bench_cpu(steps: int) -> dict:
-    from colonpipe.model.presets import build_base
+    from colonpipe.model.base_model import build_base
     from colonpipe.params import load_section
     from colonpipe.train.trainer import TrainPaths, run_training
 

@@ -14,6 +14,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     # name: ("module:function", one-line help)
     "export": ("colonpipe.register.model_commands:export_main", "write a model as a stock transformers LLaVA folder"),
     "predict": ("colonpipe.register.model_commands:predict_main", "answer a question about image files with a model"),
+    "import-colongpt": ("colonpipe.model.converters.colongpt_v1:main",
+                        "convert the published ColonGPT-v1 checkpoint (merged or LoRA) into a model folder"),
+    "recipe": ("colonpipe.recipe:main", "validate a recipe file and print its `dvc exp run -S ...` command"),
     "merge": ("colonpipe.model.merge_adapter:main", "fold a trained LoRA adapter + projector into a full model folder"),
     "score": ("colonpipe.evaluate.command:main", "score ColonINST prediction files (ours or the reference's)"),
     "check-data": ("colonpipe.data.check:main", "check a ColonINST JSON folder against its images"),

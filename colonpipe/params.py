@@ -276,7 +276,7 @@ class InferParams(_Checked):
 class EvaluateParams(_Checked):
     """Scoring predictions (stage ``evaluate``); the metric rules are the reference's (``scoring``)."""
 
-    splits: list[str] = field(default_factory=lambda: ["val", "test"])  # val is "seen", test held out
+    splits: list[str] = field(default_factory=lambda: ["val", "test"])  # seen/held-out: see finetune.train_splits
     tasks: list[str] = field(default_factory=lambda: list(TASKS))  # tasks without predictions are skipped
     iou_bins: int = 20  # REC IoU histogram bins; finer shows more shape, needs more records
     # CLS/REG exact match: "reference" (the reference evaluator's, no strip) or "lenient"
@@ -349,20 +349,25 @@ class TinyModelParams(_Checked):
 
 @dataclass(frozen=True)
 class ModelParams(_Checked):
-    """Base model (stage ``base``): the ``tiny`` preset or the real ``phi15-siglip`` pair."""
+    """Base model (stage ``base``): the ``tiny`` preset, the real ``phi15-siglip`` pair, or the
+    published ``colongpt-v1`` checkpoint converted once (``llm`` is then the base of a LoRA
+    checkpoint, ``vision`` the tower when the checkpoint holds none)."""
 
-    preset: Literal["tiny", "phi15-siglip"] = "tiny"
+    preset: Literal["tiny", "phi15-siglip", "colongpt-v1"] = "tiny"
     seed: int = 0  # tiny: weight init
     projector_type: Optional[str] = None  # None: tiny.projector_type / ppc_14_7_1 for phi15-siglip
     vision_feature_layer: int = -2  # -2: penultimate SigLIP layer
     llm: str = "microsoft/phi-1_5"  # phi15-siglip: hub id or local folder
     vision: str = "google/siglip-so400m-patch14-384"  # phi15-siglip: hub id or local folder
+    checkpoint: str = "ai4colonoscopy/ColonGPT-v1"  # colongpt-v1: the published model (hub id or local folder)
     save_dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     tiny: TinyModelParams = field(default_factory=TinyModelParams)
 
     def validate(self) -> list[str]:
         if self.projector_type is None:
             return []
+        if self.preset == "colongpt-v1":
+            return ["projector_type: colongpt-v1 takes it from the checkpoint's mm_projector_type; set it to null"]
         # phi15-siglip: the grid comes from the vision config; ColonGPTConfig checks the levels.
         grid = self.tiny.image_size // self.tiny.patch_size if self.preset == "tiny" else 10**6
         return _projector_problems(self.projector_type, grid, "projector_type")
@@ -407,7 +412,7 @@ class TrainParams(_Checked):
     batch_size: int = 16  # per device (micro batch)
     grad_accum: int = 2  # global batch = batch_size * grad_accum * processes
     lr: float = 2e-4  # LoRA / LM learning rate
-    projector_lr: float = 2e-3
+    projector_lr: float = 2e-3  # recipe stage 2; stage 1 (align) trains the projector at 2e-4
     warmup_ratio: float = 0.03
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
@@ -428,9 +433,16 @@ class TrainParams(_Checked):
     max_records: Optional[int] = None  # seeded subsample of the training records
     num_workers: int = 0  # DataLoader worker processes
     cpu_threads: int = 0  # CPU runs: torch threads per process; 0 = torch's default (all cores)
+    # ColonINST splits trained on: ["train"] keeps val held out; ["train", "val"] is what upstream
+    # did (val is then "seen"). Never "test". Reports read it back from final/train_config.json.
+    train_splits: list[str] = field(default_factory=lambda: ["train"])
 
     def validate(self) -> list[str]:
         problems = []
+        if "train" not in self.train_splits or set(self.train_splits) - {"train", "val"} or \
+                len(set(self.train_splits)) != len(self.train_splits):
+            problems.append(f"train_splits must be [train] or [train, val] (test stays held out), "
+                            f"got {self.train_splits}")
         for name in ("epochs", "batch_size", "grad_accum", "save_steps", "num_processes",
                      "max_length", "keep_checkpoints"):
             if getattr(self, name) < 1:

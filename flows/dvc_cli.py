@@ -15,7 +15,7 @@ Contract:
 - A non-zero exit raises ``CommandFailed`` whose message is the command's own error text
   (the last exception line and dvc's ``ERROR:`` lines); lock contention raises the
   ``TransientDvcError`` subclass, the only error worth a retry.
-- ``stage_order(repo, targets)`` lists the stages ``dvc repro <targets>`` would consider,
+- ``stage_order(repo, targets)`` (DVC's Python API) lists the stages ``dvc repro <targets>`` would consider,
   upstream first, in ``dvc.yaml`` order where the graph leaves a choice.
 """
 
@@ -35,7 +35,7 @@ import threading
 import time
 from collections import deque
 from pathlib import Path
-from typing import Callable, Iterable, Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 logger = logging.getLogger(__name__)
 
@@ -114,6 +114,18 @@ def kill_all_live(*, grace_s: float = 10.0) -> None:
         procs = list(_LIVE)
     for proc in procs:
         kill_group(proc, grace_s=grace_s)
+
+
+def retry_transient(task, task_run, state) -> bool:
+    """Prefect ``retry_condition_fn``: retry a DVC step only when it failed on a lock or the network
+    (``TransientDvcError``), never on a real error."""
+    try:
+        state.result(raise_on_failure=True)
+    except TransientDvcError:
+        return True
+    except BaseException:
+        return False
+    return False
 
 
 def is_transient(output: str) -> bool:
@@ -312,43 +324,41 @@ def read_log(path: str | Path, *, start: int = 0, limit: int = 1 << 20) -> str:
         return fh.read().decode("utf-8", errors="replace")
 
 
-def _dot_graph(repo: Path, targets: Iterable[str]) -> tuple[list[str], list[tuple[str, str]]]:
-    """Nodes and (upstream, downstream) edges from ``dvc dag --dot [targets]``."""
-    nodes: list[str] = []
-    edges: list[tuple[str, str]] = []
-    for target in list(targets) or [None]:
-        argv = [dvc_executable(), "dag", "--dot"] + ([target] if target else [])
-        dot = run_command(argv, cwd=repo, on_line=lambda _l: None)
-        for a, b in re.findall(r'^"([^"]+)"\s*->\s*"([^"]+)";?$', dot, flags=re.M):
-            edges.append((a, b))
-        nodes += [n for n in re.findall(r'^"([^"]+)";?$', dot, flags=re.M) if n not in nodes]
-    return nodes, sorted(set(edges))
-
-
 def stage_order(repo: str | Path, targets: Sequence[str] | None = None) -> list[str]:
-    """Stages needed for ``targets`` (all when empty), upstream first, ties in dvc.yaml order."""
-    repo = Path(repo)
-    listed = run_command([dvc_executable(), "stage", "list", "--all", "--name-only"],
-                         cwd=repo, on_line=lambda _l: None).split()
-    unknown = [t for t in (targets or []) if t not in listed and not any(s.startswith(f"{t}@") for s in listed)]
-    if unknown:
-        raise ValueError(f"{repo / 'dvc.yaml'}: no stage named {unknown} (stages: {listed})")
-    nodes, edges = _dot_graph(repo, targets or [])
-    rank = {name: i for i, name in enumerate(listed)}
-    indeg = {n: 0 for n in nodes}
-    for _, b in edges:
-        indeg[b] += 1
-    ready = sorted((n for n, d in indeg.items() if d == 0), key=lambda n: rank.get(n, len(rank)))
+    """Stages needed for ``targets`` (all when empty), upstream first, ties in dvc.yaml order.
+
+    Read through DVC's Python API (the repo index and its graph), not by scraping ``dvc dag``.
+    An unknown target raises ``ValueError`` naming the stages there are.
+    """
+    from dvc.exceptions import DvcException
+    from dvc.repo import Repo
+    from dvc.stage import PipelineStage
+
+    repo = Path(repo).resolve()
+    dvcfile = repo / "dvc.yaml"
+    with Repo(str(repo)) as dvc_repo:
+        stages = [st for st in dvc_repo.index.stages
+                  if isinstance(st, PipelineStage) and Path(st.path).resolve() == dvcfile]
+        names = [st.name for st in stages]  # "infer@cls" for a foreach stage
+        needed: set[str] = set(names) if not targets else set()
+        unknown = []
+        for target in targets or []:
+            try:  # "<dvc.yaml>:<stage>" does not depend on the working directory
+                needed |= {st.name for st in dvc_repo.stage.collect(f"{dvcfile}:{target}", with_deps=True)}
+            except DvcException:
+                unknown.append(target)
+        if unknown:
+            raise ValueError(f"{dvcfile}: no stage named {unknown} (stages: {names})")
+        upstream: dict[str, set[str]] = {name: set() for name in needed}
+        for dependent, dependency in dvc_repo.index.graph.edges():  # DVC's edges point at what a stage needs
+            if dependent.name in needed and dependency.name in needed:
+                upstream[dependent.name].add(dependency.name)
     order: list[str] = []
-    while ready:
-        node = ready.pop(0)
-        order.append(node)
-        for a, b in edges:
-            if a == node:
-                indeg[b] -= 1
-                if indeg[b] == 0:
-                    ready.append(b)
-        ready.sort(key=lambda n: rank.get(n, len(rank)))
+    while len(order) < len(needed):
+        ready = [n for n in names if n in needed and n not in order and upstream[n] <= set(order)]
+        if not ready:
+            raise ValueError(f"{dvcfile}: the stages {sorted(needed - set(order))} form a cycle")
+        order.append(ready[0])
     return order
 
 

@@ -19,6 +19,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Optional, Sequence
 
+from colonpipe.params import flatten
+
 FINAL_STATES = {"success", "failed"}
 
 
@@ -61,19 +63,10 @@ def expand_points(
     return out
 
 
-def _flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(obj, dict):
-        out: dict[str, Any] = {}
-        for k, v in obj.items():
-            out.update(_flatten(v, f"{prefix}.{k}" if prefix else str(k)))
-        return out
-    return {prefix: obj}
-
-
 def _flat_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
     out: dict[str, float] = {}
     for file, payload in (metrics or {}).items():
-        for key, value in _flatten((payload or {}).get("data") or {}).items():
+        for key, value in flatten((payload or {}).get("data") or {}).items():
             if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
                 out[f"{file}:{key}"] = float(value)
     return out
@@ -82,7 +75,7 @@ def _flat_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
 def _flat_params(params: Mapping[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for payload in (params or {}).values():
-        out.update(_flatten((payload or {}).get("data") or {}))
+        out.update(flatten((payload or {}).get("data") or {}))
     return out
 
 

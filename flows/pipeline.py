@@ -30,18 +30,8 @@ from flows.mlflow_runs import publish_run_link
 from flows.registry_slot import slot_for
 
 
-def _only_transient(task, task_run, state) -> bool:
-    """Retry condition: retry a stage only when it failed on a lock or the network."""
-    try:
-        state.result(raise_on_failure=True)
-    except dvc_cli.TransientDvcError:
-        return True
-    except BaseException:
-        return False
-    return False
-
-
-@task(cache_policy=NO_CACHE, name="list-stages", retries=2, retry_delay_seconds=5, retry_condition_fn=_only_transient)
+@task(cache_policy=NO_CACHE, name="list-stages", retries=2, retry_delay_seconds=5,
+      retry_condition_fn=dvc_cli.retry_transient)
 def list_stages(repo: str, targets: Optional[list[str]] = None) -> list[str]:
     """The stages ``dvc repro <targets>`` covers, upstream first."""
     stages = dvc_cli.stage_order(repo, targets)
@@ -59,7 +49,7 @@ def apply_params(repo: str, overrides: list[str]) -> None:
 
 
 @task(cache_policy=NO_CACHE, name="dvc-stage", task_run_name="{stage}", retries=2, retry_delay_seconds=[10, 30],
-      retry_condition_fn=_only_transient)
+      retry_condition_fn=dvc_cli.retry_transient)
 def run_stage(stage: str, repo: str, *, force: bool = False,
               env: Optional[dict[str, str]] = None) -> dict[str, Any]:
     """Reproduce one stage; returns ``{"stage", "ran"}`` (``ran`` False: DVC reused the cache).
@@ -78,7 +68,8 @@ def run_stage(stage: str, repo: str, *, force: bool = False,
     return {"stage": stage, "ran": ran}
 
 
-@task(cache_policy=NO_CACHE, name="dvc-exp-save", retries=2, retry_delay_seconds=5, retry_condition_fn=_only_transient)
+@task(cache_policy=NO_CACHE, name="dvc-exp-save", retries=2, retry_delay_seconds=5,
+      retry_condition_fn=dvc_cli.retry_transient)
 def save_experiment(repo: str, name: str) -> None:
     """Snapshot the workspace as DVC experiment ``name`` (``dvc exp save``)."""
     dvc_cli.run_command([dvc_cli.dvc_executable(), "exp", "save", "--force", "-n", name],

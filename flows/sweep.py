@@ -65,16 +65,6 @@ def _queue_env() -> dict[str, str]:
     return env
 
 
-def _only_transient(task, task_run, state) -> bool:
-    try:
-        state.result(raise_on_failure=True)
-    except dvc_cli.TransientDvcError:
-        return True
-    except BaseException:
-        return False
-    return False
-
-
 @task(cache_policy=NO_CACHE, name="check-overrides")
 def check_points(repo: str, overrides: dict[str, list[str]], targets: Optional[list[str]]) -> None:
     """Every point's overrides and the targets are valid (``flows.overrides``) before any is queued."""
@@ -91,7 +81,7 @@ def queue_snapshot(repo: str) -> list[str]:
 
 
 @task(cache_policy=NO_CACHE, name="queue-experiment", task_run_name="queue-{name}", retries=3, retry_delay_seconds=5,
-      retry_condition_fn=_only_transient)
+      retry_condition_fn=dvc_cli.retry_transient)
 def queue_experiment(repo: str, name: str, overrides: list[str], targets: Optional[list[str]] = None) -> None:
     """``dvc exp run --queue -S <override>... -n <name> [targets]``."""
     sets = [arg for o in overrides for arg in ("-S", o)]

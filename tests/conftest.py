@@ -97,7 +97,7 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     """The one shared tiny model: the ``tiny`` preset (default ``model`` params, random weights,
     seed 0) saved like ``models/base`` at ``<root>/model``; its tokenizer corpus and frames beside
     it at ``<root>/corpus/data.json`` and ``<root>/corpus/images/Synth/*.png``."""
-    from colonpipe.model.presets import build_base
+    from colonpipe.model.base_model import build_base
     from colonpipe.params import ModelParams
     from tests.infer.conftest import make_dataset
 

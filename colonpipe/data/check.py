@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import re
 from collections import defaultdict
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -30,14 +29,16 @@ from tqdm import tqdm
 
 from colonpipe.data.images import ImageError, ImageResolver
 from colonpipe import atomic
-from colonpipe.coloninst import HUMAN_PREFIX, BoxTextError, parse_box
+from colonpipe.coloninst import (
+    COMBINED_TASK, HUMAN_PREFIX, STAGE2_TASKS, TASKS, BoxTextError, ColonINSTError, parse_box, parse_instruction_file,
+    question_text, read_records,
+)
 from colonpipe.data.templates import match_template
 
 logger = logging.getLogger(__name__)
 
 PROBLEM_KINDS = ("bad_json", "bad_shape", "missing_image", "bad_box", "unknown_template", "duplicate", "split_overlap")
-FILE_RE = re.compile(r"ColonINST-(train|val|test)-(cls|reg|rec|cap|3tasks)\.json")
-_CANDIDATES = {"3tasks": ("cls", "reg", "rec"), None: ("cls", "reg", "rec", "cap")}
+_CANDIDATES = {COMBINED_TASK: STAGE2_TASKS, None: TASKS}
 
 
 class _Report:
@@ -102,14 +103,10 @@ def _check_text(task_hint: str | None, question: str, answer: str, where: str, r
 
 def _load_list(path: Path, rel: str, report: _Report) -> list | None:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        report.add("bad_json", f"{rel}: cannot read JSON ({exc})")
+        return read_records(path)
+    except ColonINSTError as exc:
+        report.add("bad_json", str(exc).replace(str(path), rel, 1))
         return None
-    if not isinstance(data, list):
-        report.add("bad_json", f"{rel}: top level is a {type(data).__name__}, not a list")
-        return None
-    return data
 
 
 def _image_exists(record_id: str, resolver: ImageResolver | None, cache: dict[str, bool]) -> bool:
@@ -125,8 +122,7 @@ def _image_exists(record_id: str, resolver: ImageResolver | None, cache: dict[st
 
 def _check_file(path: Path, rel: str, ctx: dict[str, Any], report: _Report) -> dict[str, Any]:
     """Check every record of one JSON file; returns the file's summary."""
-    m = FILE_RE.fullmatch(path.name)
-    split, task = (m.group(1), m.group(2)) if m else (None, None)
+    split, task = parse_instruction_file(path.name) or (None, None)
     records = _load_list(path, rel, report)
     if records is None:
         return {"records": 0, "split": split, "task": task}
@@ -142,7 +138,7 @@ def _check_file(path: Path, rel: str, ctx: dict[str, Any], report: _Report) -> d
         if key in seen:
             report.add("duplicate", f"{where}: same record appears earlier in the file")
         seen.add(key)
-        question = rec["conversations"][0]["value"][len(HUMAN_PREFIX) :]
+        question = question_text(rec["conversations"][0]["value"])
         _check_text(task, question, rec["conversations"][1]["value"], where, report)
         if not _image_exists(rec["id"], ctx["resolver"], ctx["exists"]):
             report.add("missing_image", f"{where}: image not found under the image root")

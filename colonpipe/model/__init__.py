@@ -24,7 +24,8 @@ AutoModelForImageTextToText.register(ColonGPTConfig, ColonGPTForConditionalGener
 AutoImageProcessor.register(ColonGPTConfig, image_processor_classes={"pil": ColonGPTImageProcessor}, exist_ok=True)
 AutoProcessor.register(ColonGPTConfig, ColonGPTProcessor, exist_ok=True)
 
-from colonpipe.model.presets import build_base, config_for_preset, load_base  # noqa: E402 (after registration)
+from colonpipe.model.base_model import build_base  # noqa: E402 (after registration)
+from colonpipe.model.presets import config_for_preset, load_base  # noqa: E402
 
 __all__ = [
     "SYSTEM_PROMPT",

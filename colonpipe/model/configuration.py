@@ -57,7 +57,9 @@ class ColonGPTConfig(PretrainedConfig):
     Fields: ``vision_config`` (SigLIP vision), ``text_config`` (Phi), ``projector_type``
     (``ppc_14_7_1``-style, ``mlp2x_gelu`` or ``linear``), ``vision_feature_layer`` (hidden-state
     index, -2 = penultimate), ``image_token_id`` (the placeholder id, one per image token),
-    ``image_seq_length`` (derived: 246 for ppc_14_7_1 on 27x27, 729 for per-patch types).
+    ``image_seq_length`` (derived: 246 for ppc_14_7_1 on 27x27, 729 for per-patch types),
+    ``lm_head_bias`` (False: the LM's output layer is rebuilt without a bias, as ColonGPT does
+    upstream for Phi; True keeps the LM's own head, as the tiny demo preset does).
     """
 
     model_type = "colongpt"
@@ -74,6 +76,7 @@ class ColonGPTConfig(PretrainedConfig):
     vision_feature_layer: int = -2
     image_token_id: int = 50295
     image_seq_length: int | None = None
+    lm_head_bias: bool = True
     tie_word_embeddings: bool = False
 
     def __post_init__(self, **kwargs):

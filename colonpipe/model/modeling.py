@@ -6,6 +6,7 @@ LLaVA-style composition (transformers' ``models/llava``):
 - ``multi_modal_projector``: see :mod:`colonpipe.model.projector`.
 - ``language_model``: a whole causal LM (``PhiForCausalLM``: ``model.layers.*`` + ``lm_head``), so
   PEFT target names (q_proj, k_proj, v_proj, dense, fc1, fc2) resolve and ``lm_head`` stays separate.
+  ``config.lm_head_bias`` False rebuilds Phi's ``lm_head`` without its bias (the upstream recipe).
 
 The prompt carries ``config.image_seq_length`` copies of ``config.image_token_id`` per image (the
 processor expands ``<image>``); their embeddings are replaced by the projected image features with
@@ -23,6 +24,21 @@ from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from colonpipe.model.configuration import ColonGPTConfig
 from colonpipe.model.projector import build_projector
+
+
+def drop_lm_head_bias(language_model: PreTrainedModel) -> None:
+    """Replace the causal LM's output layer by a bias-free Linear sharing its weight (in place).
+
+    Upstream ColonGPT rebuilds Phi's ``lm_head`` without a bias, so a pretrained Phi's head bias
+    is discarded; a head that has no bias is left as it is.
+    """
+    head = language_model.get_output_embeddings()
+    if head.bias is None:
+        return
+    new = nn.Linear(head.in_features, head.out_features, bias=False, device=head.weight.device,
+                    dtype=head.weight.dtype)
+    new.weight = head.weight
+    language_model.set_output_embeddings(new)
 
 
 class ColonGPTPreTrainedModel(PreTrainedModel):
@@ -50,6 +66,8 @@ class ColonGPTForConditionalGeneration(ColonGPTPreTrainedModel, GenerationMixin)
             config.projector_type, config.vision_config.hidden_size, config.text_config.hidden_size
         )
         self.language_model = AutoModelForCausalLM.from_config(config.text_config)
+        if not config.lm_head_bias:
+            drop_lm_head_bias(self.language_model)
         self.post_init()
 
     # ----------------------------------------------------------------- embedding plumbing

@@ -7,8 +7,14 @@
   folders in params), loaded with ``from_pretrained`` (never ``trust_remote_code``); the tokenizer
   is Phi's, with ``<image>`` added; image size / mean / std come from the SigLIP side.
 
-Both are saved by :func:`build_base` as a ``save_pretrained`` folder (config, safetensors weights,
+  As upstream: Phi's ``lm_head`` is rebuilt without its bias (``lm_head_bias: false``) and the
+  projector keeps PyTorch's default initialisation.
+- ``colongpt-v1``: the published ColonGPT-v1 (``params.checkpoint``, merged or LoRA), converted by
+  :mod:`colonpipe.model.converters.colongpt_v1`.
+
+All are saved by :func:`build_base` as a ``save_pretrained`` folder (config, safetensors weights,
 generation config, tokenizer, ``processor_config.json``, ``chat_template.jinja``) and read back by :func:`load_base`.
+Both run the loud checks of :mod:`colonpipe.model.checks` (tokenizer, template, patch grid).
 """
 
 from __future__ import annotations
@@ -25,7 +31,8 @@ from transformers import PretrainedConfig, SiglipVisionModel
 
 from colonpipe import atomic
 from colonpipe.model.configuration import PHI_1_5, SIGLIP_SO400M_384, ColonGPTConfig
-from colonpipe.model.modeling import ColonGPTForConditionalGeneration
+from colonpipe.model.checks import check_base, check_tokenizer, check_tokenizer_files
+from colonpipe.model.modeling import ColonGPTForConditionalGeneration, drop_lm_head_bias
 from colonpipe.model.processing import SYSTEM_PROMPT, ColonGPTProcessor, dialogue_text
 from colonpipe.model.projector import build_projector
 from colonpipe.model.tokenizer import IMAGE_TOKEN, iter_dialogues, train_bpe_tokenizer
@@ -40,7 +47,7 @@ TINY_IMAGE_TOKEN_ID = 1  # see colonpipe.model.tokenizer
 
 
 # --------------------------------------------------------------------------- configs
-def _pretrained_config(name: str, known: dict[str, dict], model_type: str, *, vision: bool) -> PretrainedConfig:
+def pretrained_config(name: str, known: dict[str, dict], model_type: str, *, vision: bool) -> PretrainedConfig:
     """Config of a hub id or local folder; known hub ids resolve offline from built-in values."""
     if Path(name).is_dir():
         cfg = AutoConfig.from_pretrained(name)
@@ -77,11 +84,12 @@ def config_for_preset(params: ModelParams, *, image_token_id: int | None = None)
         )
         projector, default_id = params.projector_type or t.projector_type, TINY_IMAGE_TOKEN_ID
     else:
-        vision = _pretrained_config(params.vision, KNOWN_VISION, "siglip_vision_model", vision=True)
+        vision = pretrained_config(params.vision, KNOWN_VISION, "siglip_vision_model", vision=True)
         vision.vision_use_head = False  # the pooling head is unused: features are patch tokens
-        text = _pretrained_config(params.llm, KNOWN_LLMS, "phi", vision=False)
+        text = pretrained_config(params.llm, KNOWN_LLMS, "phi", vision=False)
         projector, default_id = params.projector_type or "ppc_14_7_1", PHI_1_5_IMAGE_TOKEN_ID
     return ColonGPTConfig(
+        lm_head_bias=params.preset == "tiny",  # tiny keeps its head (demo metrics); the real recipe drops it
         vision_config=vision,
         text_config=text,
         projector_type=projector,
@@ -132,7 +140,7 @@ def _sincos_positions(weight: torch.Tensor) -> None:
         weight.copy_(torch.cat(parts, dim=1).to(weight.dtype) * SINCOS_AMPLITUDE)
 
 
-def _vision_image_settings(vision: str, image_size: int) -> dict:
+def vision_image_settings(vision: str, image_size: int) -> dict:
     """Image size, mean and std for the processor (SigLIP's preprocessor_config.json when local)."""
     settings = {"image_size": image_size, "image_mean": (0.5, 0.5, 0.5), "image_std": (0.5, 0.5, 0.5)}
     pre = Path(vision) / "preprocessor_config.json"
@@ -143,7 +151,7 @@ def _vision_image_settings(vision: str, image_size: int) -> dict:
     return settings
 
 
-def _load_checked(cls, name: str, config: PretrainedConfig):
+def load_checked(cls, name: str, config: PretrainedConfig):
     """``cls.from_pretrained(name)``; missing or shape-mismatched weights raise ``ValueError``."""
     model, info = cls.from_pretrained(name, config=config, output_loading_info=True)
     bad = {k: info.get(k) for k in ("missing_keys", "mismatched_keys") if info.get(k)}
@@ -154,40 +162,49 @@ def _load_checked(cls, name: str, config: PretrainedConfig):
 
 
 def _build_pretrained(params: ModelParams):
+    check_tokenizer_files(params.llm)
     tokenizer = AutoTokenizer.from_pretrained(params.llm)
     if IMAGE_TOKEN not in tokenizer.get_vocab():
         tokenizer.add_special_tokens({"extra_special_tokens": [IMAGE_TOKEN]}, replace_extra_special_tokens=False)
     tokenizer.pad_token = tokenizer.eos_token  # Phi-1.5: pad = eos = unk
     config = config_for_preset(params, image_token_id=tokenizer.convert_tokens_to_ids(IMAGE_TOKEN))
-    if len(tokenizer) > config.text_config.vocab_size:
-        raise ValueError(f"{params.llm}: tokenizer has {len(tokenizer)} tokens, the LM only "
-                         f"{config.text_config.vocab_size} embedding rows")
+    check_tokenizer(tokenizer, params.llm, embedding_rows=config.text_config.vocab_size)
     with torch.device("meta"):  # skeleton only; every part is replaced by real weights below
         model = ColonGPTForConditionalGeneration(config)
     logger.info("loading vision tower %s and LLM %s", params.vision, params.llm)
-    model.vision_tower = _load_checked(SiglipVisionModel, params.vision, config.vision_config)
-    model.language_model = _load_checked(AutoModelForCausalLM, params.llm, config.text_config)
+    model.vision_tower = load_checked(SiglipVisionModel, params.vision, config.vision_config)
+    model.language_model = load_checked(AutoModelForCausalLM, params.llm, config.text_config)
+    drop_lm_head_bias(model.language_model)  # upstream rebuilds Phi's head without its bias
     torch.manual_seed(params.seed)
+    # PyTorch's default initialisation, as upstream builds its projector (no std-0.02 re-init).
     model.multi_modal_projector = build_projector(
         config.projector_type, config.vision_config.hidden_size, config.text_config.hidden_size
     )
-    model.multi_modal_projector.apply(model._init_weights)
     meta = [n for n, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
     if meta:
         raise RuntimeError(f"weights left uninitialised after loading: {meta[:5]}")
-    image = _vision_image_settings(params.vision, config.vision_config.image_size)
+    image = vision_image_settings(params.vision, config.vision_config.image_size)
     processor = ColonGPTProcessor(tokenizer, image_seq_length=config.image_seq_length, **image)
     return model, processor
 
 
-def build_base(params: ModelParams, *, corpus_files: list[Path], out_dir: Path) -> Path:
-    """Build the preset's base model and processor and save both to ``out_dir`` (replaced atomically).
-
-    ``corpus_files``: instruction JSON files the tiny tokenizer is trained on (ignored by phi15-siglip).
+def build_preset(params: ModelParams, *, corpus_files: list[Path], out_dir: Path) -> Path:
+    """Build a ``tiny`` or ``phi15-siglip`` base model and processor and save both to ``out_dir``
+    (replaced atomically). ``corpus_files``: instruction JSON files the tiny tokenizer is trained on
+    (ignored otherwise). The ``base`` stage calls it through :func:`colonpipe.model.base_model.build_base`.
     """
-    out_dir = Path(out_dir)
+    if params.preset not in ("tiny", "phi15-siglip"):
+        raise ValueError(f"build_preset builds tiny and phi15-siglip, not {params.preset!r} (use build_base)")
     model, processor = _build_tiny(params, corpus_files) if params.preset == "tiny" else _build_pretrained(params)
-    model = model.to(getattr(torch, params.save_dtype))
+    check_base(model.config, processor, params.llm if params.preset != "tiny" else out_dir)
+    return save_base(model, processor, Path(out_dir), save_dtype=params.save_dtype, label=params.preset)
+
+
+def save_base(model: ColonGPTForConditionalGeneration, processor: ColonGPTProcessor, out_dir: Path, *,
+              save_dtype: str, label: str) -> Path:
+    """Save ``model`` (cast to ``save_dtype``) and ``processor`` as one folder, replacing ``out_dir``
+    atomically; the generation config gets the processor's eos/pad/bos ids."""
+    model = model.to(getattr(torch, save_dtype))
     gen = model.generation_config
     gen.eos_token_id = gen.pad_token_id = processor.eos_token_id
     gen.bos_token_id = processor.tokenizer.bos_token_id
@@ -195,7 +212,7 @@ def build_base(params: ModelParams, *, corpus_files: list[Path], out_dir: Path) 
         model.save_pretrained(tmp)
         processor.save_pretrained(tmp)
     n = sum(p.numel() for p in model.parameters())
-    logger.info("saved %s base model (%.2fM params, %d image tokens) to %s", params.preset, n / 1e6,
+    logger.info("saved %s base model (%.2fM params, %d image tokens) to %s", label, n / 1e6,
                 model.config.image_seq_length, out_dir)
     return out_dir
 
@@ -223,6 +240,7 @@ def load_base(
     path = Path(path)
     if not (path / "config.json").is_file():
         raise ValueError(f"{path}: not a saved ColonGPT model (no config.json)")
+    check_tokenizer_files(path)
     attn = attn_implementation or default_attn_implementation(dtype)
     model, info = AutoModelForImageTextToText.from_pretrained(
         path, dtype=dtype if dtype is not None else "auto", attn_implementation=attn, output_loading_info=True
@@ -237,5 +255,6 @@ def load_base(
             f"{path}: processor expands <image> to {processor.image_seq_length} x id {processor.image_token_id} "
             f"but the model expects {cfg.image_seq_length} x id {cfg.image_token_id}"
         )
+    check_base(cfg, processor, path)
     logger.info("loaded %s (%s, attention=%s)", path, model.dtype, attn)
     return model, processor

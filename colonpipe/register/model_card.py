@@ -72,6 +72,8 @@ def read_metrics(metrics_dir: Path, plots_dir: Path | None = None, *, splits=SPL
         extra = json.loads(details.read_text()) if details is not None and details.is_file() else {}
         out[split] = {t: {**b, **({"by_dataset": extra[t]["by_dataset"]} if "by_dataset" in extra.get(t, {}) else {})}
                       for t, b in tasks.items() if isinstance(b, dict)}
+        if isinstance(tasks.get("split_role"), str):  # "seen" / "held-out", from what was trained on
+            out[split]["split_role"] = tasks["split_role"]
     return out
 
 
@@ -136,9 +138,9 @@ def _model_section(config: Mapping, params: Mapping) -> list[str]:
 
 
 def _metrics_section(metrics: Mapping) -> list[str]:
-    lines = ["## Evaluation", "", "Reference-evaluator metrics on this run's splits (val was seen in "
-             "training, test is held out), next to trivial baselines fitted on the training split "
-             "(majority class; mean training box).", ""]
+    lines = ["## Evaluation", "", "Reference-evaluator metrics on this run's splits, each labelled seen "
+             "(trained on) or held-out as the stage-2 training output records it, next to trivial "
+             "baselines fitted on the training split (majority class; mean training box).", ""]
     if not metrics:
         return lines + ["Not evaluated yet: this card was written with the training output, before "
                         "evaluation. The registered model (MLflow) carries the card with the metrics and "
@@ -147,7 +149,8 @@ def _metrics_section(metrics: Mapping) -> list[str]:
         rows = [[task.upper(), metric, block.get(metric), block.get(base) if base else None, block.get("n")]
                 for task, names in METRICS.items() if (block := tasks.get(task))
                 for metric, base in names.items() if metric in block]
-        lines += [f"### {split}", "", *_table(["task", "metric", "value", "baseline", "n"], rows), ""]
+        role = f" ({tasks['split_role']})" if isinstance(tasks.get("split_role"), str) else ""
+        lines += [f"### {split}{role}", "", *_table(["task", "metric", "value", "baseline", "n"], rows), ""]
         for task in METRICS:
             by = (tasks.get(task) or {}).get("by_dataset") or {}
             if by:  # cls/reg/rec groups hold {"n", "mean"} of the task's first metric; cap its scores

@@ -104,12 +104,45 @@ class InstructionDataset(Dataset):
         raise RuntimeError("every record failed to load")
 
 
-def load_dataset(json_path: Path, image_root: Path, processor: ColonGPTProcessor, *, max_length: int,
-                 max_records: int | None = None, seed: int = 0) -> InstructionDataset:
-    """Build the training dataset from an instruction JSON and an image root (folder or roots JSON)."""
-    records, skipped = usable_records(json_path, ImageResolver.from_path(image_root),
-                                      max_records=max_records, seed=seed)
-    logger.info("%s: %d usable records, %d skipped", json_path, len(records), len(skipped))
+# The val files that hold the same tasks as a stage's train file (spec section 2 names).
+_VAL_FILES = {coloninst.instruction_file("train", coloninst.COMBINED_TASK):
+              [coloninst.instruction_file("val", t) for t in coloninst.STAGE2_TASKS],
+              coloninst.instruction_file("train", "cap"): [coloninst.instruction_file("val", "cap")]}
+
+
+def split_files(train_json: Path, splits: list[str]) -> dict[str, list[Path]]:
+    """``{split: instruction files}`` a stage trains on: ``train`` is ``train_json`` itself, ``val``
+    the val files of the same tasks next to it (``Json-file/val/ColonINST-val-{cls,reg,rec}.json``
+    for the 3-task file, ``ColonINST-val-cap.json`` for the CAP file). Missing files raise
+    ``ValueError`` naming them."""
+    train_json = Path(train_json)
+    out = {"train": [train_json]}
+    if "val" in splits:
+        names = _VAL_FILES.get(train_json.name)
+        if names is None:
+            raise ValueError(f"{train_json}: train_splits has val, but val files can only be found next to "
+                             f"a ColonINST train file ({', '.join(_VAL_FILES)})")
+        files = [train_json.parent.parent / "val" / n for n in names]
+        missing = [str(f) for f in files if not f.is_file()]
+        if missing:
+            raise ValueError(f"train_splits has val but these files are missing: {missing}")
+        out["val"] = files
+    return out
+
+
+def load_dataset(json_paths: Path | list[Path], image_root: Path, processor: ColonGPTProcessor, *,
+                 max_length: int, max_records: int | None = None, seed: int = 0) -> InstructionDataset:
+    """Build the training dataset from instruction JSON file(s) and an image root (folder or roots
+    JSON). Several files are concatenated in order; ``max_records`` subsamples each file; a skipped
+    record names its file."""
+    paths = [json_paths] if isinstance(json_paths, (str, Path)) else list(json_paths)
+    resolver = ImageResolver.from_path(image_root)
+    records, skipped = [], []
+    for path in paths:
+        got, bad = usable_records(path, resolver, max_records=max_records, seed=seed)
+        logger.info("%s: %d usable records, %d skipped", path, len(got), len(bad))
+        records += got
+        skipped += [{**b, "file": str(path)} for b in bad] if len(paths) > 1 else bad
     return InstructionDataset(records, processor, max_length=max_length, skipped=skipped)
 
 

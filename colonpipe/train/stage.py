@@ -1,4 +1,5 @@
-"""What the ``align`` and ``finetune`` stage scripts call: launch, track, train.
+"""What the ``align`` and ``finetune`` stage scripts call: launch, track, train (their command
+lines live in ``stages/``).
 
 ``train_stage`` re-runs the stage under torchrun / the deepspeed launcher when
 ``num_processes > 1`` (see :mod:`colonpipe.train.launch`); inside the (single or rank) process
@@ -7,27 +8,31 @@ it opens the stage's MLflow run on rank 0 only and runs :func:`run_training`.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import dataclasses
 import logging
-from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from colonpipe.params import ParamsError, TrainParams, flatten, load_section
+from colonpipe.params import TrainParams, flatten
 from colonpipe.tracking.runs import stage_run
-from colonpipe.train.launch import add_launcher_args, dist_info, maybe_relaunch
+from colonpipe.train.dataset import split_files
+from colonpipe.train.launch import dist_info, maybe_relaunch
 from colonpipe.train.trainer import TrainPaths, run_training
 
 logger = logging.getLogger(__name__)
+
+
+def stage_inputs(paths: TrainPaths) -> list[str]:
+    """The paths a training stage reads, as its lineage records them: data files, base, init."""
+    data = [f for files in paths.files_by_split.values() for f in files]
+    return [str(x) for x in (*data, paths.base, paths.init_from) if x is not None]
 
 
 def _tracking(stage: str, p: TrainParams, paths: TrainPaths, *, enabled: bool):
     """The stage's MLflow run on rank 0 (a ``RunLogger``), else a context yielding ``None``."""
     if not enabled:
         return contextlib.nullcontext(None)
-    inputs = [str(x) for x in (paths.data, paths.base, paths.init_from) if x is not None]
-    return stage_run(stage, params=flatten({stage: dataclasses.asdict(p)}), inputs=inputs)
+    return stage_run(stage, params=flatten({stage: dataclasses.asdict(p)}), inputs=stage_inputs(paths))
 
 
 def train_stage(stage: str, p: TrainParams, paths: TrainPaths, *, script_argv: list[str],
@@ -48,35 +53,16 @@ def train_stage(stage: str, p: TrainParams, paths: TrainPaths, *, script_argv: l
     return 0, metrics
 
 
-def stage_main(stage: str, script: str, argv: list[str], *, doc: str, data_help: str,
-               init_from: bool, after: Callable[..., Any] | None = None) -> int:
-    """The CLI shared by ``stages/align.py`` and ``stages/finetune.py``: parse paths, load the
-    stage's params section, train. ``script`` is the stage file, re-run by a launcher.
+class TrainInputError(ValueError):
+    """The files a stage would train on cannot be found; the message names them."""
 
-    ``after``: called once, in the process that trained as rank 0, when training succeeded, as
-    ``after(final_dir, stage=, params_path=, inputs=)`` (the stage scripts write the model card
-    with it: ``colonpipe.register.cards.write_training_card``, a layer above this one).
-    """
-    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--base", type=Path, required=True, help="base model folder (stage base)")
-    parser.add_argument("--data", type=Path, required=True, help=data_help)
-    parser.add_argument("--image-root", type=Path, required=True, help="image folder or image_roots.json")
-    if init_from:
-        parser.add_argument("--init-from", type=Path, required=True, help="aligned stage-1 output (its projector)")
-    parser.add_argument("--out-dir", type=Path, required=True)
-    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
-    add_launcher_args(parser)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+def train_paths(args, params: TrainParams) -> TrainPaths:
+    """``TrainPaths`` from a stage script's arguments (``--base``, ``--data``, ``--image-root``,
+    ``--out-dir``, optional ``--init-from``) and the files of ``params.train_splits``."""
     try:
-        params = load_section(stage, args.params)
-    except ParamsError as exc:
-        logging.getLogger(f"stages.{stage}").error("%s", exc)
-        return 1
-    paths = TrainPaths(base=args.base, data=args.data, image_root=args.image_root, out_dir=args.out_dir,
-                       init_from=getattr(args, "init_from", None))
-    rc, metrics = train_stage(stage, params, paths, script_argv=[script, *argv])
-    if rc == 0 and metrics and after is not None:  # metrics: only the rank-0 training process has them
-        after(paths.out_dir / "final", stage=stage, params_path=args.params,
-              inputs=[x for x in (paths.data, paths.base, paths.init_from) if x is not None])
-    return rc
+        splits = split_files(args.data, params.train_splits)
+    except ValueError as exc:
+        raise TrainInputError(str(exc)) from None
+    return TrainPaths(base=args.base, data=args.data, image_root=args.image_root, out_dir=args.out_dir,
+                      init_from=getattr(args, "init_from", None), splits=splits)

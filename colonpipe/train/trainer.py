@@ -26,7 +26,6 @@ import hashlib
 import json
 import logging
 import math
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,11 +38,12 @@ from tqdm import tqdm
 from transformers import get_cosine_schedule_with_warmup
 
 from colonpipe.hashing import sha256_path
-from colonpipe.model import checkpoint_files as ck
+from colonpipe.model.checkpoint_files import PROJECTOR_FILE
 from colonpipe.model import trained
 from colonpipe.model.presets import default_attn_implementation, load_base
 from colonpipe.model.trained import base_of
 from colonpipe.params import TrainParams, flatten
+from colonpipe.train.checkpointer import FINAL, Checkpointer, init_projector
 from colonpipe.train.collator import TrainingCollator
 from colonpipe.train.dataset import load_dataset, token_count
 from colonpipe.train.engine import build_engine
@@ -55,8 +55,6 @@ from colonpipe.train.sampler import ResumableShardSampler
 
 logger = logging.getLogger(__name__)
 
-FINAL = "final"
-CHECKPOINTS = "checkpoints"
 
 
 @dataclass(frozen=True)
@@ -68,6 +66,12 @@ class TrainPaths:
     image_root: Path  # images: a folder or an image_roots.json
     out_dir: Path  # models/<stage>: final/, checkpoints/, train_metrics.json, loss curve
     init_from: Path | None = None  # trained dir whose projector starts this run (align/final)
+    splits: dict[str, list[Path]] | None = None  # {split: files} trained on; None = {"train": [data]}
+
+    @property
+    def files_by_split(self) -> dict[str, list[Path]]:
+        """The instruction files trained on, by ColonINST split (``train`` first)."""
+        return self.splits or {"train": [Path(self.data)]}
 
 
 @dataclass
@@ -89,13 +93,17 @@ def fingerprint(p: TrainParams, paths: TrainPaths, *, world_size: int, total_ste
     base or changed data starts over instead of resuming a stale run. Image folders are too big
     to hash here; their path counts."""
     knobs = dataclasses.asdict(p)
-    for volatile in ("save_steps", "keep_checkpoints", "num_workers", "cpu_threads", "hostfile", "max_steps", "epochs"):
-        knobs.pop(volatile)  # they matter only through total_steps
+    for volatile in ("save_steps", "keep_checkpoints", "num_workers", "cpu_threads", "hostfile", "max_steps", "epochs",
+                     "train_splits"):
+        knobs.pop(volatile)  # they matter only through total_steps / the data files below
     root = paths.image_root
+    extra = [sha256_path(f) for split, files in paths.files_by_split.items() if split != "train" for f in files]
+    if extra:  # a train-only run keeps the fingerprint it always had
+        knobs["extra_data"] = extra
     knobs.update(world_size=world_size, total_steps=total_steps, base=sha256_path(paths.base),
                  data=sha256_path(paths.data),
                  image_root=sha256_path(root) if Path(root).is_file() else str(root),
-                 init_from=sha256_path(Path(paths.init_from) / ck.PROJECTOR_FILE) if paths.init_from else None)
+                 init_from=sha256_path(Path(paths.init_from) / PROJECTOR_FILE) if paths.init_from else None)
     return hashlib.sha256(json.dumps(knobs, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -128,7 +136,9 @@ class TrainRecipe:
         self._setup_data()
         self._setup_optimizer()
         self.fingerprint = self._shared_fingerprint()
-        self.ckpt_root = self.paths.out_dir / CHECKPOINTS
+        self.checkpointer = Checkpointer(self.paths.out_dir, keep=self.p.keep_checkpoints,
+                                         fingerprint=self.fingerprint, is_main=self.info.is_main,
+                                         world_size=self.info.world_size, deepspeed=self.p.deepspeed.enabled)
         self._resume()
         self._log_start()
 
@@ -157,8 +167,7 @@ class TrainRecipe:
             attn = default_attn_implementation(torch.bfloat16 if self.bf16 else None)
         model, self.processor = load_base(self.paths.base, dtype=torch.float32, attn_implementation=attn)
         if self.paths.init_from is not None:
-            self._check_init_from()
-            trained.load_projector(model, self.paths.init_from / ck.PROJECTOR_FILE)
+            trained.load_projector(model, init_projector(self.paths.init_from))
             logger.info("projector initialised from %s", self.paths.init_from)
         model.config.use_cache = False
         model.language_model.config.use_cache = False
@@ -170,7 +179,8 @@ class TrainRecipe:
 
     def _setup_data(self) -> None:
         p, info = self.p, self.info
-        self.dataset = load_dataset(self.paths.data, self.paths.image_root, self.processor,
+        files = [f for split_files in self.paths.files_by_split.values() for f in split_files]
+        self.dataset = load_dataset(files, self.paths.image_root, self.processor,
                                     max_length=p.max_length, max_records=p.max_records, seed=p.seed)
         self.sampler = ResumableShardSampler(len(self.dataset), rank=info.rank, world_size=info.world_size, seed=p.seed)
         self.loader = DataLoader(self.dataset, batch_size=p.batch_size, sampler=self.sampler,
@@ -207,48 +217,12 @@ class TrainRecipe:
         self.engine = build_engine(self.model, optimizer, scheduler, p, device=self.device, bf16=self.bf16,
                                    world_size=self.info.world_size, hidden_size=self.hidden_size)
 
-    def _check_init_from(self) -> None:
-        """A stage-1 output (with a manifest) must verify; a bare projector file is only logged
-        (it is safetensors: loading it runs no code)."""
-        if (self.paths.init_from / ck.MANIFEST).is_file():
-            ck.verify_dir(self.paths.init_from)
-        else:
-            logger.warning("%s has no manifest.json: its projector cannot be verified", self.paths.init_from)
-
-    # ----------------------------------------------------------------- resume
-    def _choose_checkpoint(self) -> Path | None:
-        """Rank 0 picks the newest checkpoint that verifies (hashing every file once, setting
-        tampered ones aside, see ``ck.find_latest``) and tells the other ranks."""
-        choice = [None]
-        if self.info.is_main:
-            latest = ck.find_latest(self.ckpt_root, fingerprint=self.fingerprint, set_aside=True)
-            choice = [str(latest) if latest else None]
-        if self.info.world_size > 1:
-            dist.broadcast_object_list(choice, src=0)
-        return Path(choice[0]) if choice[0] else None
-
     def _resume(self) -> None:
-        latest = self._choose_checkpoint()
-        self._barrier()  # every rank has chosen before rank 0 deletes anything
-        if self.info.is_main:  # drop what this run can never resume from (see ck.prune)
-            self.ckpt_root.mkdir(parents=True, exist_ok=True)  # a declared output, even if empty
-            ck.prune(self.ckpt_root, keep=self.p.keep_checkpoints, fingerprint=self.fingerprint)
-        self._barrier()
+        latest = self.checkpointer.resume_point()
         if latest is None:
-            logger.info("no checkpoint to resume under %s: starting at step 0", self.ckpt_root)
+            logger.info("no checkpoint to resume under %s: starting at step 0", self.checkpointer.root)
             return
-        if self.p.deepspeed.enabled:
-            path, _ = self.engine.load_checkpoint(str(latest / ck.DEEPSPEED_DIR), tag="state",
-                                                  load_module_strict=False)
-            if path is None:
-                raise RuntimeError(f"{latest}: DeepSpeed could not load its state")
-        else:
-            trained.load_trainables(self.model, latest)
-            opt = torch.load(latest / ck.OPTIMIZER_FILE, map_location=self.device, weights_only=True)
-            self.engine.optimizer.load_state_dict(opt)
-            sched = torch.load(latest / ck.SCHEDULER_FILE, weights_only=True)
-            self.engine.lr_scheduler.load_state_dict(sched)
-        saved = ck.read_state(latest)
+        saved = self.checkpointer.load(latest, model=self.model, engine=self.engine, device=self.device)
         fields = {f.name for f in dataclasses.fields(TrainState)}
         self.state = TrainState(**{k: v for k, v in saved.items() if k in fields})
         self.state.resumed_from = self.state.global_step
@@ -320,6 +294,7 @@ class TrainRecipe:
         return {
             "stage": self.stage, "params": dataclasses.asdict(p), "fingerprint": self.fingerprint,
             "base_dir": str(self.paths.base), "data": str(self.paths.data),
+            "train_splits": {split: [str(f) for f in files] for split, files in self.paths.files_by_split.items()},
             "init_from": str(self.paths.init_from) if self.paths.init_from else None,
             "world_size": self.info.world_size, "global_batch": p.batch_size * p.grad_accum * self.info.world_size,
             "steps_per_epoch": self.steps_per_epoch, "total_steps": self.total_steps,
@@ -327,39 +302,12 @@ class TrainRecipe:
             "param_counts": self.counts.as_metrics(), "records": len(self.dataset),
         }
 
-    def _barrier(self) -> None:
-        if dist.is_initialized():
-            dist.barrier()
-
     def save_checkpoint(self, *, final: bool = False) -> Path:
-        """Write ``step-N/`` (with resume state) or ``final/`` atomically; collective across ranks."""
-        target = self.paths.out_dir / FINAL if final else self.ckpt_root / ck.step_name(self.state.global_step)
-        tmp, main = ck.tmp_dir_for(target), self.info.is_main
-        if main:
-            shutil.rmtree(tmp, ignore_errors=True)
-            tmp.mkdir(parents=True)
-        self._barrier()
-        if self.p.deepspeed.enabled and not final:
-            self.engine.save_checkpoint(str(tmp / ck.DEEPSPEED_DIR), tag="state", save_latest=False,
-                                        exclude_frozen_parameters=True)
-        trained.save_trainables(tmp, self.model, full_parts=self.full_parts, is_main=main)
-        if main:
-            if not self.p.deepspeed.enabled and not final:
-                torch.save(self.engine.optimizer.state_dict(), tmp / ck.OPTIMIZER_FILE)
-                torch.save(self.engine.lr_scheduler.state_dict(), tmp / ck.SCHEDULER_FILE)
-            base_of(self.model).config.save_pretrained(tmp)
-            self.processor.save_pretrained(tmp)
-            ck.write_json(tmp / ck.TRAIN_CONFIG, self.train_config())
-            ck.write_json(tmp / ck.TRAINER_STATE, dataclasses.asdict(self.state))
-            if final:
-                ck.write_json(tmp / "data_report.json", {"skipped": self.dataset.skipped})
-            ck.write_manifest(tmp)
-            ck.commit_dir(tmp, target)
-            if not final:
-                ck.prune(self.ckpt_root, keep=self.p.keep_checkpoints, fingerprint=self.fingerprint)
-            logger.info("saved %s (step %d)", target, self.state.global_step)
-        self._barrier()
-        return target
+        """Write ``step-N/`` (with resume state) or ``final/`` through the checkpointer; collective."""
+        return self.checkpointer.save(
+            step=self.state.global_step, final=final, model=self.model, engine=self.engine,
+            processor=self.processor, full_parts=self.full_parts, train_config=self.train_config(),
+            state=dataclasses.asdict(self.state), data_report={"skipped": self.dataset.skipped} if final else None)
 
     # ----------------------------------------------------------------- logging / cleanup
     def _log_start(self) -> None:
@@ -389,8 +337,8 @@ def run_training(params: TrainParams, paths: TrainPaths, *, stage: str, run_logg
     ``<out>/train_metrics.json``, ``<out>/loss.csv`` and ``<out>/loss_curve.png``.
     """
     recipe = TrainRecipe(params, paths, stage=stage, run_logger=run_logger)
-    recipe.setup()
     try:
+        recipe.setup()  # inside the try: a failed setup still tears down the process group
         recipe.train()
         final = recipe.save_checkpoint(final=True)
         metrics: dict[str, Any] = {}

@@ -174,3 +174,22 @@ def test_plots_survive_hostile_labels_with_bounded_size(tmp_path):
     assert len(actual) == MAX_PLOT_LABELS + 1 and REST in actual and "\\ud800polyp" not in actual
     assert json.loads((plots / "scores.json").read_text())["cls"]["by_category"]["\ud800polyp"]["n"] == 1
     assert res.metrics["test"]["cls"]["n"] == 303
+
+
+def test_each_split_is_labelled_from_what_was_trained_on(files, tmp_path):
+    """seen / held-out comes from the training output's train_config.json, not from a comment."""
+    from colonpipe.evaluate.suite import trained_splits
+
+    pred, cap = _layout(files, tmp_path)
+    cfg = tmp_path / "train_config.json"
+    kw = dict(splits=["val", "test"], tasks=["cls", "rec"], source_dir=files["src_dir"])
+    for trained, want in (({"train": ["t.json"], "val": ["v.json"]}, "seen"), ({"train": ["t.json"]}, "held-out")):
+        cfg.write_text(json.dumps({"train_splits": trained}))
+        res = evaluate_splits(pred, metrics_dir=tmp_path / want, plots_dir=tmp_path / f"p-{want}",
+                              seen_splits=trained_splits(cfg), **kw)
+        val = json.loads((tmp_path / want / "val.json").read_text())
+        assert val["split_role"] == want and res.metrics["test"]["split_role"] == "held-out"
+        assert "val.split_role" not in res.flat()  # a label, not a metric
+        assert json.loads((tmp_path / f"p-{want}" / "val" / "scores.json").read_text())["split_role"] == want
+    cfg.write_text(json.dumps({"stage": "finetune"}))  # written before train_splits existed: train only
+    assert trained_splits(cfg) == {"train"}

@@ -51,7 +51,7 @@ def _register(uri: str, model_dir: Path, name: str, *, alias: str | None) -> str
 @pytest.fixture(scope="module")
 def registered(tmp_path_factory):
     """A project-like folder with test data and two versions of a tiny model (v2 = champion)."""
-    from colonpipe.model.presets import build_base
+    from colonpipe.model.base_model import build_base
     from colonpipe.params import ModelParams
     from tests.infer.conftest import make_dataset
 

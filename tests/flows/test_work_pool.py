@@ -77,7 +77,7 @@ def _ran(worker_log: str, flow_run_id: str) -> bool:
 def shard_inputs(tmp_path_factory):
     """A tiny model, 12 records (one corrupt image) and an uninterrupted local run's output."""
     from colonpipe.infer.runner import InferJob, run_inference
-    from colonpipe.model.presets import build_base
+    from colonpipe.model.base_model import build_base
     from colonpipe.params import ModelParams
     from tests.infer.conftest import make_dataset
 

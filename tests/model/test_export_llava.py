@@ -24,7 +24,8 @@ from transformers import LlavaForConditionalGeneration
 
 from colonpipe.infer.load import load_for_inference
 from colonpipe.model.export_llava import ExportError, export_llava, fold_head_bias, llava_processor
-from colonpipe.model.presets import build_base, load_base
+from colonpipe.model.base_model import build_base
+from colonpipe.model.presets import load_base
 from colonpipe.params import ModelParams, TinyModelParams
 from colonpipe.register.model_commands import export_main
 from tests.register.trained import save_perturbed, write_training_output
@@ -74,7 +75,8 @@ _FRESH = textwrap.dedent("""
     import torch
     from PIL import Image
     from transformers import AutoModelForImageTextToText, AutoProcessor
-    folder, ref_path, out_path = sys.argv[1:4]
+    folder, ref_path, out_path, threads = sys.argv[1:5]
+    torch.set_num_threads(int(threads))  # the reference's: fp32 sums in the same order
     ref = torch.load(ref_path, weights_only=True)
     model, info = AutoModelForImageTextToText.from_pretrained(folder, output_loading_info=True)
     processor = AutoProcessor.from_pretrained(folder, backend="pil")
@@ -114,7 +116,8 @@ def test_mlp_export_loads_without_colonpipe_and_gives_the_same_logits(bases, tmp
     script = tmp_path / "fresh.py"
     script.write_text(_FRESH)
     proc = subprocess.run([sys.executable, str(script), str(tmp_path / "llava"), str(tmp_path / "ref.pt"),
-                           str(tmp_path / "got.json")], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+                           str(tmp_path / "got.json"), str(torch.get_num_threads())],
+                          capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     got = json.loads((tmp_path / "got.json").read_text())
     assert (got["model_class"], got["processor_class"]) == ("LlavaForConditionalGeneration", "LlavaProcessor")

@@ -103,6 +103,8 @@ def test_pretrained_path_loads_local_checkpoints_exactly(tmp_path):
     for name, tensor in model.language_model.state_dict().items():
         torch.testing.assert_close(tensor, phi.state_dict()[name], rtol=0, atol=0)
     assert not hasattr(model.vision_tower, "head")  # the unused pooling head is dropped
+    assert model.language_model.lm_head.bias is None  # upstream rebuilds Phi's head without bias
+    assert not model.config.lm_head_bias
 
 
 def test_load_base_rejects_a_folder_without_a_model(tmp_path):

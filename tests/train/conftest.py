@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from colonpipe.model.presets import build_base
+from colonpipe.model.base_model import build_base
 from colonpipe.params import ModelParams
 from trainutil import TINY, make_records
 

@@ -145,3 +145,25 @@ def test_finetune_starts_from_the_aligned_projector(tiny_base, train_data, tmp_p
     own = recipe.model.multi_modal_projector.state_dict()
     assert all(torch.equal(own[k], v) for k, v in aligned.items())
     recipe.cleanup()
+
+
+def test_a_failed_setup_still_tears_down_the_process_group(tiny_base, tmp_path, monkeypatch):
+    """setup() runs inside run_training's try: DeepSpeed's process group is destroyed even when
+    the data cannot be read after it was created."""
+    import socket
+
+    import torch.distributed as dist
+
+    from colonpipe.params import DeepSpeedParams, TrainParams
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    for key, value in {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "RANK": "0", "WORLD_SIZE": "1",
+                       "LOCAL_RANK": "0"}.items():
+        monkeypatch.setenv(key, value)
+    params = TrainParams(deepspeed=DeepSpeedParams(enabled=True, zero_stage=2))
+    paths = TrainPaths(base=tiny_base, data=tmp_path / "missing.json", image_root=tmp_path, out_dir=tmp_path / "out")
+    with pytest.raises(Exception, match="missing.json"):
+        run_training(params, paths, stage="finetune")
+    assert not dist.is_initialized()

@@ -25,9 +25,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from colonpipe.data.check import FILE_RE, check_coloninst, record_task, shape_error
+from colonpipe.data.check import check_coloninst, record_task, shape_error
 from colonpipe.data.sources.common import RawObject, ReadResult, SourceListing
-from colonpipe.coloninst import HUMAN_PREFIX, BoxTextError, parse_box
+from colonpipe.coloninst import HUMAN_PREFIX, BoxTextError, parse_box, parse_instruction_file
 
 JSON_DIR, IMAGE_DIR = "Json-file", "Positive-images"
 
@@ -87,8 +87,7 @@ def read_release(root: Path, *, max_examples: int = 20) -> ReleaseRead:
         rel = path.relative_to(json_dir).as_posix()
         data = path.read_bytes()
         out.files[rel] = hashlib.sha256(data).hexdigest()
-        m = FILE_RE.fullmatch(path.name)
-        split, task = (m.group(1), m.group(2)) if m else (None, None)
+        split, task = parse_instruction_file(path.name) or (None, None)
         try:
             records = json.loads(data)
         except ValueError:

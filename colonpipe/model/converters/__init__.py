@@ -1,0 +1,1 @@
+"""Converters from published checkpoints to colonpipe's model folder (``models/base`` layout)."""
