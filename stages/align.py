@@ -15,9 +15,10 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from colonpipe.register.cards import write_training_card
 from colonpipe.stage_cli import run_stage
 from colonpipe.train.launch import add_launcher_args
-from colonpipe.train.stage import TrainInputError, train_paths, train_stage
+from colonpipe.train.stage import TrainInputError, stage_inputs, train_paths, train_stage
 
 
 def add_arguments(parser) -> None:
@@ -32,7 +33,12 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
 
     def run(args, params) -> int:  # re-run by torchrun / deepspeed when num_processes > 1
-        return train_stage("align", params, train_paths(args, params), script_argv=[__file__, *argv])[0]
+        paths = train_paths(args, params)
+        rc, metrics = train_stage("align", params, paths, script_argv=[__file__, *argv])
+        if rc == 0 and metrics:  # only the process that trained as rank 0 has metrics: one card
+            write_training_card(paths.out_dir / "final", stage="align", params_path=args.params,
+                                inputs=stage_inputs(paths))
+        return rc
 
     return run_stage("align", __doc__, add_arguments, run, argv, errors=(TrainInputError,))
 

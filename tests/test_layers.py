@@ -48,6 +48,7 @@ LAZY = {  # (importing module, imported module): why it is imported inside a fun
     ("colonpipe.register.model_log", "colonpipe.model.merge_adapter"): "torch only when a model is really logged",
     ("colonpipe.register.registry", "colonpipe.infer.load"): "`colonpipe registry` and the rule run without torch",
     ("colonpipe.register.registry", "colonpipe.register.model_log"): "`colonpipe registry` and the rule run without torch",
+    ("colonpipe.register.registry", "colonpipe.register.cards"): "`colonpipe registry` and the rule run without torch",
 }
 
 

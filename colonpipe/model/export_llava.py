@@ -26,7 +26,7 @@ CLS token: every patch is an image token), ``image_token_index`` = ColonGPT's ``
 Processor: ``LlavaProcessor`` with ColonGPT's tokenizer, a ``LlavaImageProcessor`` configured as
 ColonGPT's preprocessing (pad to square with the mean colour, bicubic resize to ``image_size``,
 rescale 1/255, normalise), ``patch_size`` (so ``<image>`` expands to ``image_seq_length`` ids)
-and the ``colongpt`` conversation as its chat template (:func:`chat_template`). Pixels are
+and ColonGPT's own ``colongpt`` chat template (``processing.colongpt_chat_template``). Pixels are
 bit-identical with transformers' PIL backend; the torchvision backend, which
 ``AutoProcessor`` prefers when torchvision is installed, resizes with its own bicubic kernel, so
 load with ``AutoProcessor.from_pretrained(folder, backend="pil")`` for ColonGPT's exact pixels.
@@ -43,10 +43,10 @@ from transformers import LlavaConfig, LlavaForConditionalGeneration, LlavaProces
 from transformers.models.llava.image_processing_pil_llava import LlavaImageProcessorPil
 
 from colonpipe import atomic
+from colonpipe.coloninst import IMAGE_TOKEN
 from colonpipe.model.modeling import ColonGPTForConditionalGeneration
 from colonpipe.model.processing import ColonGPTProcessor
 from colonpipe.projector_types import PLAIN_TYPES
-from colonpipe.model.tokenizer import IMAGE_TOKEN
 
 logger = logging.getLogger(__name__)
 
@@ -149,35 +149,6 @@ def llava_state_dict(model: ColonGPTForConditionalGeneration) -> dict[str, torch
 
 
 # --------------------------------------------------------------------------- processor
-def chat_template(system_prompt: str, eos_token: str) -> str:
-    """The ``colongpt`` conversation as a Jinja chat template (LLaVA / Vicuna-v1 separators).
-
-    One user turn with an image renders ``"<system> USER: <image>\\n{text} ASSISTANT:"`` with
-    ``add_generation_prompt``, and an assistant turn ``"ASSISTANT: {answer}<eos>"``: the text
-    ColonGPT trains and generates on. A leading ``system`` message replaces the system prompt.
-    """
-    def literal(text: str) -> str:
-        return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-    return (
-        "{%- set ns = namespace(system=" + literal(system_prompt) + ") -%}"
-        "{%- for m in messages if m['role'] == 'system' -%}"
-        "{%- set ns.system = m['content'] if m['content'] is string else m['content'][0]['text'] -%}"
-        "{%- endfor -%}"
-        "{{- ns.system + ' ' -}}"
-        "{%- for m in messages if m['role'] != 'system' -%}"
-        "{{- 'USER: ' if m['role'] == 'user' else 'ASSISTANT: ' -}}"
-        "{%- if m['content'] is string -%}{{- m['content'] -}}"
-        "{%- else -%}{%- for c in m['content'] -%}"
-        "{%- if c['type'] == 'image' -%}{{- '" + IMAGE_TOKEN + "\\n' -}}"
-        "{%- elif c['type'] == 'text' -%}{{- c['text'] -}}{%- endif -%}"
-        "{%- endfor -%}{%- endif -%}"
-        "{{- ' ' if m['role'] == 'user' else " + literal(eos_token) + " -}}"
-        "{%- endfor -%}"
-        "{%- if add_generation_prompt -%}{{- 'ASSISTANT:' -}}{%- endif -%}"
-    )
-
-
 def llava_processor(processor: ColonGPTProcessor, *, patch_size: int) -> LlavaProcessor:
     """A ``LlavaProcessor`` that preprocesses, expands ``<image>`` and templates like ``processor``."""
     size = {"height": processor.image_size, "width": processor.image_size}
@@ -186,7 +157,7 @@ def llava_processor(processor: ColonGPTProcessor, *, patch_size: int) -> LlavaPr
         do_rescale=True, rescale_factor=1 / 255, do_normalize=True, image_mean=list(processor.image_mean),
         image_std=list(processor.image_std), do_convert_rgb=True,
     )
-    template = chat_template(processor.system_prompt, processor.tokenizer.eos_token)
+    template = processor.chat_template  # the one colongpt template (processing.colongpt_chat_template)
     return LlavaProcessor(image_processor=images, tokenizer=processor.tokenizer, patch_size=patch_size,
                           vision_feature_select_strategy="full", chat_template=template,
                           image_token=IMAGE_TOKEN, num_additional_image_tokens=0)

@@ -13,7 +13,7 @@
   :mod:`colonpipe.model.converters.colongpt_v1`.
 
 All are saved by :func:`build_base` as a ``save_pretrained`` folder (config, safetensors weights,
-generation config, tokenizer, ``colongpt_processor.json``) and read back by :func:`load_base`.
+generation config, tokenizer, ``processor_config.json``, ``chat_template.jinja``) and read back by :func:`load_base`.
 Both run the loud checks of :mod:`colonpipe.model.checks` (tokenizer, template, patch grid).
 """
 

@@ -14,6 +14,12 @@ The ``colongpt`` template (spec section 3)::
   padding is marked by ``attention_mask == 0`` (and labels -100), never by token value; the real
   closing eos stays inside the attention mask and the loss.
 - Training batches are right-padded; generation prompts end at ``ASSISTANT:`` and are left-padded.
+- The same format is the processor's chat template (:func:`colongpt_chat_template`, saved as
+  ``chat_template.jinja``): ``apply_chat_template(..., tokenize=True)`` gives exactly the ids of
+  :meth:`ColonGPTProcessor.prompt_ids` (generation prompt) and of
+  :meth:`ColonGPTProcessor.encode_training` (with the assistant turn), because the tokenizer splits
+  at the special tokens ``<image>`` / eos and the pre-tokenizer splits ``ASSISTANT:`` from
+  ``" {answer}"`` (checked token for token in ``tests/model/test_model_processing.py``).
 """
 
 from __future__ import annotations
@@ -27,18 +33,14 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from transformers import AutoTokenizer, PreTrainedTokenizerBase
+from transformers import AutoTokenizer, BaseImageProcessor, BatchFeature, PreTrainedTokenizerBase, ProcessorMixin
+from transformers.utils import PROCESSOR_NAME
 
-from colonpipe import atomic
-from colonpipe.model.tokenizer import IMAGE_TOKEN
+from colonpipe.coloninst import IMAGE_TOKEN, SYSTEM_PROMPT
 
 logger = logging.getLogger(__name__)
 
-SYSTEM_PROMPT = (
-    "A chat between a curious user and an artificial intelligence assistant. "
-    "The assistant gives helpful, detailed, and polite answers to the user's questions."
-)
-PROCESSOR_FILE = "colongpt_processor.json"
+LEGACY_PROCESSOR_FILE = "colongpt_processor.json"  # written before the processor was a ProcessorMixin
 IGNORE_INDEX = -100
 
 
@@ -59,19 +61,97 @@ class EncodedExample:
     labels: list[int]
 
 
-class ColonGPTProcessor:
-    """Tokenizer + image settings of one ColonGPT model (see the module docstring for the template)."""
+def colongpt_chat_template(system_prompt: str, eos_token: str) -> str:
+    """The ``colongpt`` conversation as a Jinja chat template (LLaVA / Vicuna-v1 separators).
+
+    One user turn with an image renders ``"<system> USER: <image>\\n{text} ASSISTANT:"`` with
+    ``add_generation_prompt``, and an assistant turn ``"ASSISTANT: {answer}<eos>"``: the text
+    ColonGPT trains and generates on (tokenised, it gives :meth:`ColonGPTProcessor.prompt_ids` /
+    :meth:`ColonGPTProcessor.encode_training` token for token). A leading ``system`` message
+    replaces the system prompt. Content is a string or a list of ``{"type": "image"}`` /
+    ``{"type": "text", "text": ...}`` parts.
+    """
+    def literal(text: str) -> str:
+        return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+    return (
+        "{%- set ns = namespace(system=" + literal(system_prompt) + ") -%}"
+        "{%- for m in messages if m['role'] == 'system' -%}"
+        "{%- set ns.system = m['content'] if m['content'] is string else m['content'][0]['text'] -%}"
+        "{%- endfor -%}"
+        "{{- ns.system + ' ' -}}"
+        "{%- for m in messages if m['role'] != 'system' -%}"
+        "{{- 'USER: ' if m['role'] == 'user' else 'ASSISTANT: ' -}}"
+        "{%- if m['content'] is string -%}{{- m['content'] -}}"
+        "{%- else -%}{%- for c in m['content'] -%}"
+        "{%- if c['type'] == 'image' -%}{{- '" + IMAGE_TOKEN + "\\n' -}}"
+        "{%- elif c['type'] == 'text' -%}{{- c['text'] -}}{%- endif -%}"
+        "{%- endfor -%}{%- endif -%}"
+        "{{- ' ' if m['role'] == 'user' else " + literal(eos_token) + " -}}"
+        "{%- endfor -%}"
+        "{%- if add_generation_prompt -%}{{- 'ASSISTANT:' -}}{%- endif -%}"
+    )
+
+
+class ColonGPTImageProcessor(BaseImageProcessor):
+    """PIL images -> ``pixel_values`` (B, 3, S, S) float32: pad to a square with the mean colour,
+    bicubic resize to ``image_size``, rescale to 0..1, normalise (see :func:`pixel_values`).
+
+    Saved inside ``processor_config.json`` by the processor; registered for
+    ``AutoImageProcessor`` (``colongpt``) by ``import colonpipe.model``.
+    """
+
+    model_input_names = ["pixel_values"]
+
+    def __init__(self, image_size: int = 384, image_mean: Sequence[float] = (0.5, 0.5, 0.5),
+                 image_std: Sequence[float] = (0.5, 0.5, 0.5), **kwargs):
+        super().__init__(**kwargs)
+        self.image_size = int(image_size)
+        self.image_mean = [float(x) for x in image_mean]
+        self.image_std = [float(x) for x in image_std]
+
+    def __call__(self, images, return_tensors: str | None = "pt", **kwargs) -> BatchFeature:
+        """One image, a list of images, or a list of per-sample lists -> ``{"pixel_values"}``."""
+        return BatchFeature({"pixel_values": pixel_values(_flat_images(images), self.image_size,
+                                                          self.image_mean, self.image_std)})
+
+
+def _flat_images(images) -> list[Image.Image]:
+    """None, one image, or nested lists of images -> a flat list (in order)."""
+    if images is None:
+        return []
+    if isinstance(images, Image.Image):
+        return [images]
+    return [im for item in images for im in _flat_images(item)]
+
+
+class ColonGPTProcessor(ProcessorMixin):
+    """Tokenizer + :class:`ColonGPTImageProcessor` of one ColonGPT model (template: module docstring).
+
+    A transformers ``ProcessorMixin``: ``save_pretrained`` writes the tokenizer files,
+    ``processor_config.json`` (image settings, ``image_seq_length``, ``system_prompt``) and
+    ``chat_template.jinja``; ``AutoProcessor.from_pretrained`` (after ``import colonpipe.model``)
+    and :meth:`from_pretrained` load it. ``ColonGPTProcessor(tokenizer, image_size=...,
+    image_seq_length=...)`` builds the image processor from the image settings.
+    """
 
     def __init__(
         self,
-        tokenizer: PreTrainedTokenizerBase,
-        *,
-        image_size: int,
-        image_seq_length: int,
+        tokenizer: PreTrainedTokenizerBase | None = None,
+        image_processor: ColonGPTImageProcessor | None = None,
+        image_seq_length: int | None = None,
+        system_prompt: str = SYSTEM_PROMPT,
+        chat_template: str | None = None,
+        image_size: int | None = None,
         image_mean: Sequence[float] = (0.5, 0.5, 0.5),
         image_std: Sequence[float] = (0.5, 0.5, 0.5),
-        system_prompt: str = SYSTEM_PROMPT,
     ):
+        if tokenizer is None or image_seq_length is None:
+            raise ValueError("ColonGPTProcessor needs a tokenizer and image_seq_length")
+        if image_processor is None:
+            if image_size is None:
+                raise ValueError("ColonGPTProcessor needs an image_processor or image_size")
+            image_processor = ColonGPTImageProcessor(image_size=image_size, image_mean=image_mean, image_std=image_std)
         if tokenizer.eos_token_id is None:
             raise ValueError("tokenizer has no eos token")
         image_id = tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
@@ -79,11 +159,9 @@ class ColonGPTProcessor:
             raise ValueError(f"tokenizer has no {IMAGE_TOKEN!r} token; add it as a special token")
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token  # Phi-1.5 convention: pad == eos
-        self.tokenizer = tokenizer
-        self.image_size = int(image_size)
+        super().__init__(tokenizer, image_processor,
+                         chat_template=chat_template or colongpt_chat_template(system_prompt, tokenizer.eos_token))
         self.image_seq_length = int(image_seq_length)
-        self.image_mean = tuple(float(x) for x in image_mean)
-        self.image_std = tuple(float(x) for x in image_std)
         self.system_prompt = system_prompt
         self.image_token_id = int(image_id)
         self._head_ids = self._ids(f"{system_prompt} USER: ")
@@ -102,6 +180,18 @@ class ColonGPTProcessor:
 
     # ----------------------------------------------------------------- images
     @property
+    def image_size(self) -> int:
+        return self.image_processor.image_size
+
+    @property
+    def image_mean(self) -> tuple[float, ...]:
+        return tuple(self.image_processor.image_mean)
+
+    @property
+    def image_std(self) -> tuple[float, ...]:
+        return tuple(self.image_processor.image_std)
+
+    @property
     def pad_color(self) -> tuple[int, int, int]:
         """The processor mean as 8-bit RGB (0.5 -> 127), used to pad images to a square."""
         return mean_fill(self.image_mean)
@@ -116,7 +206,7 @@ class ColonGPTProcessor:
 
     def preprocess_images(self, images: Sequence[Image.Image]) -> torch.Tensor:
         """PIL images -> pixel_values (B, 3, image_size, image_size) float32: pad, resize, normalise."""
-        return pixel_values(images, self.image_size, self.image_mean, self.image_std)
+        return self.image_processor(list(images))["pixel_values"]
 
     # ----------------------------------------------------------------- text
     def prompt_ids(self, question: str) -> list[int]:
@@ -187,27 +277,44 @@ class ColonGPTProcessor:
         """Prompts ending at ``ASSISTANT:``, LEFT-padded: input_ids, attention_mask (B, L), pixel_values."""
         if len(questions) != len(images):
             raise ValueError(f"got {len(questions)} questions but {len(images)} images")
-        prompts = [self.prompt_ids(q) for q in questions]
-        length = max(len(p) for p in prompts)
-        ids = torch.full((len(prompts), length), self.pad_token_id, dtype=torch.long)
-        mask = torch.zeros((len(prompts), length), dtype=torch.long)
-        for i, p in enumerate(prompts):
-            ids[i, length - len(p) :] = torch.tensor(p)
-            mask[i, length - len(p) :] = 1
-        return {"input_ids": ids, "attention_mask": mask, "pixel_values": self.preprocess_images(images)}
+        return {**self._left_padded([self.prompt_ids(q) for q in questions]),
+                "pixel_values": self.preprocess_images(images)}
 
-    def __call__(
-        self,
-        questions: Sequence[str],
-        images: Sequence[Image.Image],
-        answers: Sequence[str] | None = None,
-        *,
-        max_length: int | None = None,
-    ) -> dict[str, torch.Tensor]:
-        """With ``answers``: :meth:`training_batch`; without: :meth:`generation_batch`."""
-        if answers is None:
-            return self.generation_batch(questions, images)
-        return self.training_batch(questions, answers, images, max_length=max_length)
+    def __call__(self, images=None, text: str | Sequence[str] | None = None, *, return_tensors: str | None = "pt",
+                 **kwargs) -> BatchFeature:
+        """HF-style call: rendered prompts (e.g. from :meth:`apply_chat_template`) + images -> a
+        LEFT-padded generation batch ``input_ids``, ``attention_mask`` (B, L), ``pixel_values``.
+
+        Each ``<image>`` in ``text`` is expanded to ``image_seq_length`` image-token ids; the text
+        around it is tokenised as the tokenizer splits it (no special tokens added), which for a
+        chat-template prompt is exactly :meth:`prompt_ids`. The number of images must equal the
+        number of ``<image>`` placeholders. Other keyword arguments are accepted and ignored (the
+        ones ``apply_chat_template`` forwards).
+        """
+        texts = [text] if isinstance(text, str) else list(text or [])
+        flat = _flat_images(images)
+        if sum(t.count(IMAGE_TOKEN) for t in texts) != len(flat):
+            raise ValueError(f"{len(flat)} images for {sum(t.count(IMAGE_TOKEN) for t in texts)} "
+                             f"{IMAGE_TOKEN!r} placeholders in the text")
+        rows = []
+        for t in texts:
+            ids: list[int] = []
+            for tok in self._ids(t):
+                ids.extend([tok] * self.image_seq_length if tok == self.image_token_id else [tok])
+            rows.append(ids)
+        out = self._left_padded(rows) if rows else {}
+        if flat:
+            out["pixel_values"] = self.preprocess_images(flat)
+        return BatchFeature(out)
+
+    def _left_padded(self, rows: Sequence[list[int]]) -> dict[str, torch.Tensor]:
+        length = max(len(r) for r in rows)
+        ids = torch.full((len(rows), length), self.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((len(rows), length), dtype=torch.long)
+        for i, r in enumerate(rows):
+            ids[i, length - len(r):] = torch.tensor(r, dtype=torch.long)
+            mask[i, length - len(r):] = 1
+        return {"input_ids": ids, "attention_mask": mask}
 
     def decode_generated(self, new_tokens: torch.Tensor) -> list[str]:
         """new_tokens (B, N): the ids generated after the prompt -> answers cut at the first eos, stripped."""
@@ -219,34 +326,25 @@ class ColonGPTProcessor:
         return out
 
     # ----------------------------------------------------------------- persistence
-    def to_dict(self) -> dict:
-        return {
-            "processor_class": type(self).__name__,
-            "image_size": self.image_size,
-            "image_seq_length": self.image_seq_length,
-            "image_mean": list(self.image_mean),
-            "image_std": list(self.image_std),
-            "system_prompt": self.system_prompt,
-        }
-
-    def save_pretrained(self, save_directory: str | Path) -> None:
-        """Write the tokenizer files and ``colongpt_processor.json`` (atomically) into the folder."""
-        save_directory = Path(save_directory)
-        save_directory.mkdir(parents=True, exist_ok=True)
-        self.tokenizer.save_pretrained(save_directory)
-        _atomic_write_json(save_directory / PROCESSOR_FILE, self.to_dict())
-
     @classmethod
-    def from_pretrained(cls, path: str | Path) -> "ColonGPTProcessor":
-        """Load from a folder written by :meth:`save_pretrained`."""
+    def from_pretrained(cls, path: str | Path, **kwargs) -> "ColonGPTProcessor":
+        """Load a folder written by :meth:`save_pretrained` (``processor_config.json``), or one
+        written by colonpipe before the processor was a ``ProcessorMixin``
+        (``colongpt_processor.json``: converted on load). ``ValueError`` names the bad file."""
         path = Path(path)
+        if (path / PROCESSOR_NAME).is_file():
+            try:
+                json.loads((path / PROCESSOR_NAME).read_text())
+                return super().from_pretrained(str(path), **kwargs)
+            except (OSError, ValueError, TypeError, KeyError) as exc:
+                raise ValueError(f"{path / PROCESSOR_NAME}: cannot load the processor ({exc})") from None
         try:
-            cfg = json.loads((path / PROCESSOR_FILE).read_text())
+            cfg = json.loads((path / LEGACY_PROCESSOR_FILE).read_text())
         except (OSError, json.JSONDecodeError) as exc:
-            raise ValueError(f"{path / PROCESSOR_FILE}: cannot read processor settings ({exc})") from None
+            raise ValueError(f"{path}: no {PROCESSOR_NAME}, and cannot read "
+                             f"{LEGACY_PROCESSOR_FILE} ({exc})") from None
         cfg.pop("processor_class", None)
-        tokenizer = AutoTokenizer.from_pretrained(path)
-        return cls(tokenizer, **cfg)
+        return cls(AutoTokenizer.from_pretrained(path), **cfg)
 
 
 # --------------------------------------------------------------------------- images
@@ -304,7 +402,3 @@ def pixel_values(images: Sequence[Image.Image], size: int, mean: Sequence[float]
         arr = np.asarray(fit_image(image, size, fill), dtype=np.float32).transpose(2, 0, 1) / 255.0
         out.append((arr - mean_) / std_)
     return torch.from_numpy(np.stack(out)) if out else torch.empty(0, 3, size, size)
-
-
-def _atomic_write_json(path: Path, data: dict) -> None:
-    atomic.write_text(path, json.dumps(data, indent=2) + "\n")

@@ -10,7 +10,6 @@ Contract:
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -18,29 +17,25 @@ from pathlib import Path
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
+from colonpipe.coloninst import EOS_TOKEN, IMAGE_TOKEN, ColonINSTError, dialogue, read_records
+
 logger = logging.getLogger(__name__)
 
-EOS_TOKEN = "<|endoftext|>"
-IMAGE_TOKEN = "<image>"
 
 
 def iter_dialogues(files: Iterable[Path]) -> Iterator[tuple[str, str]]:
     """(question, answer) of every record in the given instruction JSON files, in file order.
 
-    Raises ``ValueError`` naming the file when it is not a JSON list of ColonINST records.
+    Raises ``ValueError`` naming the file (and the record) when it is not a JSON list of
+    ColonINST records (``colonpipe.coloninst.read_records`` / ``dialogue``).
     """
     for path in files:
-        try:
-            records = json.loads(Path(path).read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise ValueError(f"{path}: cannot read instruction JSON ({exc})") from None
-        if not isinstance(records, list):
-            raise ValueError(f"{path}: expected a JSON list of records, got {type(records).__name__}")
-        for i, rec in enumerate(records):
-            turns = rec.get("conversations") if isinstance(rec, dict) else None
-            if not isinstance(turns, list) or len(turns) < 2 or not all(isinstance(t, dict) for t in turns[:2]):
-                raise ValueError(f"{path}: record {i} has no human/gpt 'conversations' pair")
-            yield str(turns[0].get("value", "")), str(turns[1].get("value", ""))
+        for i, record in enumerate(read_records(path)):
+            try:
+                _, question, answer = dialogue(record)
+            except ColonINSTError as exc:
+                raise ValueError(f"{path}: record {i}: {exc}") from None
+            yield question, answer
 
 
 def train_bpe_tokenizer(texts: Iterable[str], *, vocab_size: int, model_max_length: int) -> PreTrainedTokenizerFast:

@@ -4,11 +4,20 @@ Only what training changed is stored: the PEFT adapter (``adapter/``), the proje
 (``projector.safetensors``) and any part trained in full (``full_parts.safetensors``). The base
 model comes from the path recorded in ``train_config.json``. Every load validates keys: a
 missing or unexpected key is an error naming the file.
+
+The adapter is self-contained: it also carries the projector and the full parts as PEFT
+``modules_to_save`` (keys ``base_model.model.<module>.<param>``, the layout PEFT itself writes),
+and records its base as an absolute path (``base_model_name_or_path``; a hub id stays as it is).
+So ``PeftModel.from_pretrained(AutoModelForImageTextToText.from_pretrained(base), "final/adapter")``
+restores the whole trained model with transformers + peft + ``import colonpipe.model`` only. The
+copies in ``projector.safetensors`` / ``full_parts.safetensors`` stay the ones colonpipe resumes
+from (the training model has no ``modules_to_save`` wrappers).
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 from pathlib import Path
 
@@ -23,6 +32,7 @@ from colonpipe.model.presets import load_base
 logger = logging.getLogger(__name__)
 
 PART_MODULES = {"vision": "vision_tower", "projector": "multi_modal_projector", "llm": "language_model"}
+PEFT_PREFIX = "base_model.model."  # how PEFT names a module of the wrapped model in adapter files
 
 
 def base_of(model: nn.Module) -> nn.Module:
@@ -63,6 +73,30 @@ def save_trainables(directory: Path, model: nn.Module, *, full_parts: list[str],
             save_file(_cpu(full), str(directory / ck.FULL_PARTS_FILE))
         if isinstance(model, PeftModel):
             model.save_pretrained(str(directory / ck.ADAPTER_DIR))
+            _make_self_contained(directory / ck.ADAPTER_DIR, base.name_or_path,
+                                 {PART_MODULES.get(k, k): m for k, m in modules.items()})
+
+
+def _portable_base(name_or_path: str) -> str:
+    """An existing local folder as its absolute path (``models/base`` -> ``/.../models/base``);
+    anything else (a hub id) unchanged."""
+    path = Path(name_or_path)
+    return str(path.resolve()) if path.is_dir() else name_or_path
+
+
+def _make_self_contained(adapter_dir: Path, base_name: str, modules: dict[str, nn.Module]) -> None:
+    """Add ``modules`` (module name -> trained module) to the PEFT adapter as ``modules_to_save``
+    and record the base by :func:`_portable_base`."""
+    weights = adapter_dir / "adapter_model.safetensors"
+    state = load_file(str(weights))
+    for name, module in modules.items():
+        state.update({f"{PEFT_PREFIX}{name}.{k}": v for k, v in _cpu(module.state_dict()).items()})
+    save_file(state, str(weights), metadata={"format": "pt"})
+    config_path = adapter_dir / "adapter_config.json"
+    config = json.loads(config_path.read_text())
+    config["modules_to_save"] = sorted(set(config.get("modules_to_save") or []) | set(modules))
+    config["base_model_name_or_path"] = _portable_base(base_name)
+    config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
 
 
 def _load_strict(module: nn.Module, state: dict[str, torch.Tensor], source: Path) -> None:
@@ -88,9 +122,16 @@ def load_full_parts(model: nn.Module, path: Path) -> None:
 
 
 def load_adapter_into(model: PeftModel, adapter_dir: Path) -> None:
-    """Copy adapter weights from ``adapter_dir`` into an already LoRA-wrapped ``model`` (resume)."""
+    """Copy adapter weights from ``adapter_dir`` into an already LoRA-wrapped ``model`` (resume).
+
+    The ``modules_to_save`` copies are skipped: resume restores those parts from
+    ``projector.safetensors`` / ``full_parts.safetensors``.
+    """
     path = adapter_dir / "adapter_model.safetensors"
-    result = set_peft_model_state_dict(model, load_file(str(path)))
+    saved = json.loads((adapter_dir / "adapter_config.json").read_text()).get("modules_to_save") or []
+    state = {k: v for k, v in load_file(str(path)).items()
+             if not any(k.startswith(f"{PEFT_PREFIX}{name}.") for name in saved)}
+    result = set_peft_model_state_dict(model, state)
     unexpected = getattr(result, "unexpected_keys", [])
     if unexpected:
         raise ValueError(f"{path}: adapter keys not in the model: {unexpected[:5]}")

@@ -141,6 +141,10 @@ def _metrics_section(metrics: Mapping) -> list[str]:
     lines = ["## Evaluation", "", "Reference-evaluator metrics on this run's splits, each labelled seen "
              "(trained on) or held-out as the stage-2 training output records it, next to trivial "
              "baselines fitted on the training split (majority class; mean training box).", ""]
+    if not metrics:
+        return lines + ["Not evaluated yet: this card was written with the training output, before "
+                        "evaluation. The registered model (MLflow) carries the card with the metrics and "
+                        "the registry decision.", ""]
     for split, tasks in metrics.items():
         rows = [[task.upper(), metric, block.get(metric), block.get(base) if base else None, block.get("n")]
                 for task, names in METRICS.items() if (block := tasks.get(task))

@@ -3,11 +3,21 @@
 ``log_pyfunc_model`` makes the model folder self-contained first: a training output
 (``final/`` with ``train_config.json``) refers to its base model by path, so it is merged
 (adapter and projector folded into the base weights) into a temporary ``save_pretrained``
-folder; a saved ColonGPT (``config.json``) is logged as it is. The logged model carries the
-``ServeConfig`` (every key, so each can be overridden when serving; by default no
-``image_roots``: images only as base64), a signature, a small input example (MLflow validates
-it by loading the logged model and predicting once) and pip requirements pinned from this
-environment.
+folder, in bfloat16 by default: the registry stores the weights once, at half the fp32 size (the
+served model computes in its ``ServeConfig.dtype``, fp32 on CPU by default). A saved ColonGPT
+(``config.json``, e.g. a ``colonpipe merge`` output) is logged as it is.
+
+The logged model serves anywhere MLflow builds an environment (``--env-manager virtualenv/uv``,
+``mlflow models build-docker``): it carries
+
+- the colonpipe wheel, built at log time from the running source tree (``colonpipe.register.wheel``),
+  as the artifact ``colonpipe_wheel/<file>.whl``, named in ``requirements.txt`` by that relative
+  path (MLflow installs requirements from inside the model directory);
+- pip requirements pinned from this environment (``name==version``, local tags dropped; torch
+  as ``torch==2.13.0``, so pip takes the CPU wheel where one is configured);
+- the ``ServeConfig`` (every key, so each can be overridden when serving; by default no
+  ``image_roots``: images only as base64), a signature and a small input example (MLflow
+  validates it by loading the logged model and predicting once).
 """
 
 from __future__ import annotations
@@ -22,6 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Iterator, Optional
 
 from colonpipe.register.serve_config import ServeConfig
+from colonpipe.register.wheel import build_wheel
 
 if TYPE_CHECKING:
     from mlflow.models.model import ModelInfo
@@ -29,6 +40,8 @@ if TYPE_CHECKING:
     from colonpipe.tracking.logger import MlflowLogger
 
 logger = logging.getLogger(__name__)
+
+WHEEL_KEY = "colonpipe_wheel"  # artifact key, and the folder (artifacts/colonpipe_wheel/) holding the wheel
 
 
 def pinned_requirements() -> list[str]:
@@ -59,21 +72,31 @@ def example_input():
                          "question": ["Categorize the object."], "task": ["cls"]})
 
 
+def merged_copy(model_dir: Path, out_dir: Path, *, dtype: str = "bfloat16") -> Path:
+    """``model_dir`` as a folder that loads on its own, at ``out_dir``: a training output merged
+    (``colonpipe merge``, ``dtype``), a saved ColonGPT as it is (returned unchanged)."""
+    from colonpipe.infer.load import ModelLoadError
+
+    model_dir = Path(model_dir)
+    if not (model_dir / "train_config.json").is_file():
+        return model_dir
+    from colonpipe.model.merge_adapter import DTYPES, merge_to_dir
+
+    try:
+        return merge_to_dir(model_dir, Path(out_dir), dtype=DTYPES[dtype])
+    except (ValueError, OSError) as exc:
+        raise ModelLoadError(f"{model_dir}: cannot merge the training output ({exc})") from exc
+
+
 @contextlib.contextmanager
-def servable_dir(model_dir: Path, *, dtype: str = "float32") -> Iterator[Path]:
+def servable_dir(model_dir: Path, *, dtype: str = "bfloat16") -> Iterator[Path]:
     """Yield a self-contained model folder for ``model_dir`` (merged into a temp dir if needed)."""
     from colonpipe.infer.load import ModelLoadError
 
     model_dir = Path(model_dir)
     if (model_dir / "train_config.json").is_file():
-        from colonpipe.model.merge_adapter import DTYPES, merge_to_dir
-
         with tempfile.TemporaryDirectory(prefix="colonpipe-merged-") as tmp:
-            try:
-                merged = merge_to_dir(model_dir, Path(tmp) / "model", dtype=DTYPES[dtype])
-            except (ValueError, OSError) as exc:
-                raise ModelLoadError(f"{model_dir}: cannot merge the training output ({exc})") from exc
-            yield merged
+            yield merged_copy(model_dir, Path(tmp) / "model", dtype=dtype)
     elif (model_dir / "config.json").is_file():
         yield model_dir
     else:
@@ -101,23 +124,29 @@ def log_pyfunc_model(
     *,
     name: str = "model",
     config: Optional[ServeConfig] = None,
-    dtype: str = "float32",
+    dtype: str = "bfloat16",
 ) -> "ModelInfo":
-    """Log ``model_dir`` as the servable pyfunc in ``log``'s run; ``.model_uri`` is ``models:/m-...``."""
+    """Log ``model_dir`` as the servable pyfunc in ``log``'s run; ``.model_uri`` is ``models:/m-...``.
+
+    ``dtype``: the weights' dtype when a training output is merged first.
+    """
     import mlflow
 
     from colonpipe.register.pyfunc import ARTIFACT_KEY, ENTRY_FILE
 
     config = config or ServeConfig()
-    with servable_dir(Path(model_dir), dtype=dtype) as folder, _active(log):
+    with servable_dir(Path(model_dir), dtype=dtype) as folder, \
+            tempfile.TemporaryDirectory(prefix="colonpipe-wheel-out-") as tmp, _active(log):
+        wheel_dir = Path(tmp) / WHEEL_KEY  # MLflow stores a folder artifact under its base name
+        wheel = build_wheel(wheel_dir)
         info = mlflow.pyfunc.log_model(
             name=name,
             python_model=str(ENTRY_FILE),
-            artifacts={ARTIFACT_KEY: str(folder)},
+            artifacts={ARTIFACT_KEY: str(folder), WHEEL_KEY: str(wheel_dir)},
             model_config=config.to_mapping(),
             signature=signature(),
             input_example=example_input(),
-            pip_requirements=pinned_requirements(),
+            pip_requirements=[*pinned_requirements(), f"artifacts/{WHEEL_KEY}/{wheel.name}"],
         )
     logger.info("logged pyfunc model %s (%s) from %s", info.model_uri, name, model_dir)
     return info

@@ -16,11 +16,13 @@ answer is generated. Each image is fitted to the model's input size as soon as i
 so a request holds at most one full-size decoded image at a time.
 
 The model is logged "from code" (``pyfunc_entry.py`` is the model's code file, so no pickled
-Python object is stored or loaded) with one artifact, ``model_dir``: a self-contained
-``save_pretrained`` ColonGPT folder. A training output (``final/``, which names its base model
-by path) is merged into such a folder first. ``load_context`` loads it through
+Python object is stored or loaded) with two artifacts: ``model_dir``, a self-contained
+``save_pretrained`` ColonGPT folder (a training output, ``final/``, which names its base model
+by path, is merged into such a folder first, in bfloat16), and ``colonpipe_wheel``, the
+colonpipe wheel that ``requirements.txt`` names, so an environment built from the model's own
+requirements can import ``colonpipe`` (``model_log``). ``load_context`` loads the folder through
 ``colonpipe.infer.load.load_for_inference`` on CPU by default with ``HF_HUB_OFFLINE=1``: no
-network. ``colonpipe`` must be importable where the model is served (installed in the venv).
+network.
 """
 
 from __future__ import annotations

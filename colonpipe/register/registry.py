@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     from mlflow import MlflowClient
     from mlflow.entities.model_registry import ModelVersion
 
+    from colonpipe.register.cards import CardSources
     from colonpipe.tracking.logger import MlflowLogger
 
 logger = logging.getLogger(__name__)
@@ -318,23 +319,38 @@ def register_model(
     model_dir: Path,
     registry_path: Path,
     artifact_path: str = "model",
+    merged_dir: Optional[Path] = None,
+    card: Optional["CardSources"] = None,
 ) -> Decision:
     """The ``register`` stage: log metrics and the servable pyfunc model (named
-    ``artifact_path``), register it as a version (``models:/m-...``), decide, record."""
+    ``artifact_path``), register it as a version (``models:/m-...``), decide, record.
+
+    ``merged_dir``: a training output is first merged there (bfloat16, ``colonpipe merge``), a
+    folder that loads on its own, and that folder is what gets logged (a saved ColonGPT is logged
+    as it is). ``card``: after the decision, the full model card goes into the registered model
+    (and into the merged folder).
+    """
     metrics = load_metrics(metrics_paths)
     check_metrics(cfg, metrics, source=", ".join(map(str, metrics_paths)))
     if not Path(model_dir).is_dir():
         raise RegistryError(f"{model_dir}: model directory not found")
     log.log_metrics(metrics)
     from colonpipe.infer.load import ModelLoadError
-    from colonpipe.register.model_log import log_pyfunc_model
+    from colonpipe.register.model_log import log_pyfunc_model, merged_copy
 
     try:
-        info = log_pyfunc_model(log, Path(model_dir), name=artifact_path)
+        served = merged_copy(Path(model_dir), Path(merged_dir)) if merged_dir is not None else Path(model_dir)
+        info = log_pyfunc_model(log, served, name=artifact_path)
     except ModelLoadError as exc:
         raise RegistryError(str(exc)) from exc
     version = register_candidate(log.client, cfg.model_name, info.model_uri, run_id=log.run_id, metrics=metrics)
     decision = promote(log.client, cfg, str(version.version), metrics,
                        registry_path=Path(registry_path), run_id=log.run_id)
     log_decision(log, decision)
+    if card is not None:
+        from colonpipe.register.cards import log_registered_card
+
+        merged = merged_dir is not None and served == Path(merged_dir)
+        log_registered_card(log, info.model_id, served, decision=decision.to_json(), sources=card,
+                            copy_to=served if merged else None)
     return decision

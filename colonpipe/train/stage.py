@@ -22,13 +22,17 @@ from colonpipe.train.trainer import TrainPaths, run_training
 logger = logging.getLogger(__name__)
 
 
+def stage_inputs(paths: TrainPaths) -> list[str]:
+    """The paths a training stage reads, as its lineage records them: data files, base, init."""
+    data = [f for files in paths.files_by_split.values() for f in files]
+    return [str(x) for x in (*data, paths.base, paths.init_from) if x is not None]
+
+
 def _tracking(stage: str, p: TrainParams, paths: TrainPaths, *, enabled: bool):
     """The stage's MLflow run on rank 0 (a ``RunLogger``), else a context yielding ``None``."""
     if not enabled:
         return contextlib.nullcontext(None)
-    data = [f for files in paths.files_by_split.values() for f in files]
-    inputs = [str(x) for x in (*data, paths.base, paths.init_from) if x is not None]
-    return stage_run(stage, params=flatten({stage: dataclasses.asdict(p)}), inputs=inputs)
+    return stage_run(stage, params=flatten({stage: dataclasses.asdict(p)}), inputs=stage_inputs(paths))
 
 
 def train_stage(stage: str, p: TrainParams, paths: TrainPaths, *, script_argv: list[str],

@@ -147,7 +147,9 @@ def test_evaluate_writes_metrics_and_plots(pipeline):
     assert "metrics/test.json" in json.dumps(shown)
 
 
-def test_register_records_one_promotion_decision(pipeline):
+def test_register_records_one_promotion_decision(pipeline, tmp_path):
+    import mlflow
+
     repo, _ = pipeline
     decisions = json.loads((repo / "registry.json").read_text())["decisions"]
     assert len(decisions) == 1, decisions
@@ -158,6 +160,19 @@ def test_register_records_one_promotion_decision(pipeline):
     client = _client(repo)
     champion = client.get_model_version_by_alias("colongpt", "champion")
     assert str(champion.version) == "1" and champion.run_id == first["source_run_id"]
+    merged = repo / "models/finetune/merged"  # the DVC artifact: bf16, loads on its own, full card
+    assert json.loads((merged / "config.json").read_text())["dtype"] == "bfloat16"
+    card = (merged / "README.md").read_text()
+    assert "**promoted to champion**" in card and "### test" in card and "Ingest (bad inputs" in card
+    mlflow.set_registry_uri(client.tracking_uri)  # models:/ URIs resolve in the copy's store
+    try:
+        local = Path(mlflow.artifacts.download_artifacts("models:/colongpt/1", dst_path=str(tmp_path),
+                                                         tracking_uri=client.tracking_uri))
+    finally:
+        mlflow.set_registry_uri(None)
+    assert (local / "README.md").read_text() == card
+    assert list((local / "artifacts/colonpipe_wheel").glob("colonpipe-*.whl"))
+    assert "artifacts/colonpipe_wheel/" in (local / "requirements.txt").read_text()
 
 
 def test_mlflow_has_one_parent_run_with_a_child_per_stage(pipeline):

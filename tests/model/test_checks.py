@@ -78,8 +78,8 @@ def test_vision_grid_must_fit_the_projector(tiny):
 def test_processor_image_size_must_match_the_vision_config(tiny_base, tmp_path):
     broken = tmp_path / "b"
     shutil.copytree(tiny_base, broken)
-    cfg = json.loads((broken / "colongpt_processor.json").read_text())
-    cfg["image_size"] = 64
-    (broken / "colongpt_processor.json").write_text(json.dumps(cfg))
+    cfg = json.loads((broken / "processor_config.json").read_text())
+    cfg["image_processor"]["image_size"] = 64
+    (broken / "processor_config.json").write_text(json.dumps(cfg))
     with pytest.raises(BaseModelError, match="processor resizes to 64 px"):
         load_base(broken)

@@ -47,7 +47,7 @@ def test_tiny_build_is_deterministic_across_processes(tiny_base, tmp_path):
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert _files_of(out) == _files_of(tiny_base)
-    assert {"config.json", "model.safetensors", "tokenizer.json", "colongpt_processor.json"} <= set(_files_of(out))
+    assert {"config.json", "model.safetensors", "tokenizer.json", "processor_config.json"} <= set(_files_of(out))
 
 
 def test_tiny_init_sincos_positions_and_width_scaled_lm(tiny):
@@ -117,9 +117,9 @@ def test_load_base_rejects_processor_model_disagreement(tiny_base, tmp_path):
 
     broken = tmp_path / "b"
     shutil.copytree(tiny_base, broken)
-    cfg = json.loads((broken / "colongpt_processor.json").read_text())
+    cfg = json.loads((broken / "processor_config.json").read_text())
     cfg["image_seq_length"] += 1
-    (broken / "colongpt_processor.json").write_text(json.dumps(cfg))
+    (broken / "processor_config.json").write_text(json.dumps(cfg))
     with pytest.raises(ValueError, match="processor expands"):
         load_base(broken)
 

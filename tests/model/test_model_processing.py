@@ -1,13 +1,15 @@
 """Processor: template, label masking, padding sides, truncation, image pad/resize/normalise."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
 from benchmarks.bench_pad import measure, naive_pixel_values
-from colonpipe.model import SYSTEM_PROMPT, ColonGPTProcessor, PromptTooLongError
-from colonpipe.model.processing import IGNORE_INDEX, MAX_CANVAS_SIDE
+from colonpipe.model import SYSTEM_PROMPT, ColonGPTImageProcessor, ColonGPTProcessor, PromptTooLongError
+from colonpipe.model.processing import IGNORE_INDEX, MAX_CANVAS_SIDE, dialogue_text
 
 Q_CLS = "<image>\nClassify the object's category."
 Q_REC = "<image>\nWhere is polyp located?"
@@ -162,9 +164,90 @@ def test_decode_generated_cuts_at_eos_and_strips(proc):
 
 def test_save_and_load_round_trip(proc, tmp_path):
     proc.save_pretrained(tmp_path)
+    assert {"processor_config.json", "chat_template.jinja", "tokenizer.json"} <= {p.name for p in tmp_path.iterdir()}
     again = ColonGPTProcessor.from_pretrained(tmp_path)
     assert again.to_dict() == proc.to_dict()
+    assert again.chat_template == proc.chat_template
     assert again.prompt_ids(Q_REC) == proc.prompt_ids(Q_REC)
+    (tmp_path / "processor_config.json").write_text("{not json")
+    with pytest.raises(ValueError, match="processor_config.json"):
+        ColonGPTProcessor.from_pretrained(tmp_path)
+
+
+def test_auto_processor_loads_a_saved_model_folder(tiny_base):
+    from transformers import AutoImageProcessor, AutoProcessor
+
+    auto = AutoProcessor.from_pretrained(tiny_base)
+    assert type(auto) is ColonGPTProcessor and type(AutoImageProcessor.from_pretrained(tiny_base)) is ColonGPTImageProcessor
+    own = ColonGPTProcessor.from_pretrained(tiny_base)
+    assert auto.to_dict() == own.to_dict() and auto.prompt_ids(Q_CLS) == own.prompt_ids(Q_CLS)
+
+
+def test_a_folder_saved_before_the_processor_mixin_still_loads(proc, tmp_path):
+    proc.tokenizer.save_pretrained(tmp_path)
+    (tmp_path / "chat_template.jinja").unlink(missing_ok=True)
+    legacy = {"processor_class": "ColonGPTProcessor", "image_size": proc.image_size,
+              "image_seq_length": proc.image_seq_length, "image_mean": list(proc.image_mean),
+              "image_std": list(proc.image_std), "system_prompt": proc.system_prompt}
+    (tmp_path / "colongpt_processor.json").write_text(json.dumps(legacy))
+    again = ColonGPTProcessor.from_pretrained(tmp_path)
+    assert again.prompt_ids(Q_REC) == proc.prompt_ids(Q_REC) and again.chat_template == proc.chat_template
+    assert torch.equal(again.preprocess_images(_imgs(2)), proc.preprocess_images(_imgs(2)))
     (tmp_path / "colongpt_processor.json").write_text("{not json")
     with pytest.raises(ValueError, match="colongpt_processor.json"):
         ColonGPTProcessor.from_pretrained(tmp_path)
+
+
+def _task_dialogues() -> list[tuple[str, str]]:
+    """One ColonINST (question, answer) per task, every question template included."""
+    from colonpipe.coloninst import HUMAN_PREFIX, format_box
+    from colonpipe.data.templates import TEMPLATES, render_question
+
+    box = format_box((12, 305, 97, 380))
+    answers = {"cls": "dyed lifted polyp", "reg": "ulcer", "rec": box,
+               "cap": "The image shows a polyp, 5 mm, on a fold. It is pinkish."}
+    return [(HUMAN_PREFIX + render_question(task, i, box=box, category="blood fresh"), answers[task])
+            for task in TEMPLATES for i in range(len(TEMPLATES[task]))]
+
+
+def _conversation(question: str, answer: str | None = None, system: str | None = None) -> list[dict]:
+    text = question.removeprefix("<image>\n")
+    conv = [{"role": "system", "content": system}] if system else []
+    conv.append({"role": "user", "content": [{"type": "image"}, {"type": "text", "text": text}]})
+    if answer is not None:
+        conv.append({"role": "assistant", "content": [{"type": "text", "text": answer}]})
+    return conv
+
+
+@pytest.mark.parametrize("system", [None, "You are a colonoscopy assistant."])
+def test_chat_template_gives_the_training_and_inference_tokens_exactly(proc, system):
+    """apply_chat_template (tokenised through the processor) == the encode path, for every task
+    and question template, with the processor's system prompt or one given as a system message."""
+    from colonpipe.data.templates import TEMPLATES
+
+    assert set(TEMPLATES) == {"cls", "reg", "rec", "cap"}
+    ref = proc if system is None else ColonGPTProcessor(proc.tokenizer, proc.image_processor,
+                                                        proc.image_seq_length, system_prompt=system)
+    image = _imgs(1)
+    for question, answer in _task_dialogues():
+        prompt = proc.apply_chat_template(_conversation(question, system=system), add_generation_prompt=True)
+        assert prompt == f"{ref.system_prompt} USER: {question} ASSISTANT:"
+        ids = proc.apply_chat_template(_conversation(question, system=system), add_generation_prompt=True,
+                                       tokenize=True, processor_kwargs={"images": image})
+        assert ids[0].tolist() == ref.prompt_ids(question)
+        full = proc.apply_chat_template(_conversation(question, answer, system), tokenize=True,
+                                        return_dict=True, processor_kwargs={"images": image})
+        assert full["input_ids"][0].tolist() == ref.encode_training(question, answer).input_ids
+        assert torch.equal(full["pixel_values"], proc.preprocess_images(image))
+        assert proc.decode(full["input_ids"][0]) == \
+            dialogue_text(question, answer, system_prompt=ref.system_prompt).replace(
+                "<image>", "<image>" * proc.image_seq_length) + "<|endoftext|>"
+
+
+def test_call_checks_images_against_placeholders(proc):
+    text = proc.apply_chat_template(_conversation(Q_CLS), add_generation_prompt=True)
+    with pytest.raises(ValueError, match="2 images for 1"):
+        proc(images=_imgs(2), text=[text])
+    batch = proc(images=_imgs(2), text=[text, proc.apply_chat_template(_conversation(Q_REC), add_generation_prompt=True)])
+    want = proc.generation_batch([Q_CLS, Q_REC], _imgs(2))
+    assert all(torch.equal(batch[k], want[k]) for k in ("input_ids", "attention_mask", "pixel_values"))

@@ -118,3 +118,65 @@ def test_card_is_a_pure_function_of_its_inputs(run, tmp_path):
     hub = {**real, "model": {**real["model"], "vision": "google/siglip-so400m-patch14-384"}}
     assert ModelCard.load(_write(run, params=hub)).data.base_model == \
         ["microsoft/phi-1_5", "google/siglip-so400m-patch14-384"]
+
+
+# --------------------------------------------------------------------------- wiring (cards.py)
+def test_training_output_gets_a_card_of_what_training_knows(run, tiny_model_dir, tmp_path, monkeypatch):
+    from colonpipe.model import checkpoint_files as ck
+    from colonpipe.register.cards import write_training_card
+    from tests.register.trained import write_training_output
+
+    final = write_training_output(tiny_model_dir, tmp_path / "final")
+    monkeypatch.chdir(run["root"])
+    write_training_card(final, stage="finetune", params_path=REPO / "params.yaml",
+                        inputs=["Json-file/train/ColonINST-train-3tasks.json"],
+                        ingest_report=run["root"] / "interim" / "ingest_report.json")
+    text = (final / "README.md").read_text()
+    assert "Not evaluated yet" in text and "Not registered." in text and "## Lineage" in text
+    assert "Ingest (bad inputs are skipped" in text and "Json-file/train/ColonINST-train-3tasks.json" in text
+    assert "lora:" in text  # the params section
+    card = ModelCard.load(final / "README.md")
+    assert card.data.pipeline_tag == "image-text-to-text" and not card.data.eval_results
+    assert ck.check_dir(final) is None  # the manifest was rewritten and covers the card
+    assert "README.md" in json.loads((final / ck.MANIFEST).read_text())["files"]
+
+
+def test_registered_model_is_bf16_merged_carries_the_wheel_and_the_full_card(run, tiny_model_dir, tmp_path,
+                                                                             tracking_env):
+    import mlflow
+    from safetensors import safe_open
+    from transformers import AutoModelForImageTextToText
+
+    from colonpipe.register.cards import CardSources
+    from colonpipe.register.registry import register_model
+    from colonpipe.tracking.logger import MlflowLogger
+    from colonpipe.tracking.store import get_client, get_experiment_id
+    from tests.register.trained import write_training_output
+
+    final = write_training_output(tiny_model_dir, tmp_path / "final")
+    client = get_client()
+    mrun = client.create_run(get_experiment_id(client), run_name="register")
+    rule = replace(RegisterParams(), model_name="card_wiring", guards={}, floors={})
+    sources = CardSources(metrics_dir=run["root"] / "metrics", plots_dir=run["root"] / "plots",
+                          params_path=REPO / "params.yaml", ingest_report=run["root"] / "interim" / "ingest_report.json")
+    decision = register_model(rule, MlflowLogger(client, mrun.info.run_id),
+                              metrics_paths=[run["root"] / "metrics" / "test.json"], model_dir=final,
+                              registry_path=tmp_path / "registry.json", merged_dir=tmp_path / "merged", card=sources)
+    client.set_terminated(mrun.info.run_id)
+    assert decision.promoted
+    merged = tmp_path / "merged"
+    with safe_open(str(merged / "model.safetensors"), "pt") as f:
+        assert {str(f.get_tensor(k).dtype) for k in f.keys()} == {"torch.bfloat16"}
+    import colonpipe.model  # noqa: F401  (registers colongpt)
+    AutoModelForImageTextToText.from_pretrained(merged)  # loads on its own
+    local = Path(mlflow.artifacts.download_artifacts(f"models:/card_wiring/{decision.candidate_version}",
+                                                     dst_path=str(tmp_path / "dl")))
+    card = (local / "README.md").read_text()
+    assert card == (merged / "README.md").read_text()
+    assert "**promoted to champion**" in card and "### test" in card and "Ingest (bad inputs" in card
+    wheels = list((local / "artifacts" / "colonpipe_wheel").glob("colonpipe-*.whl"))
+    assert len(wheels) == 1, sorted(str(p.relative_to(local)) for p in local.rglob("*"))
+    reqs = (local / "requirements.txt").read_text().splitlines()
+    assert f"artifacts/colonpipe_wheel/{wheels[0].name}" in reqs and any(r.startswith("torch==") for r in reqs)
+    logged = local / "artifacts" / "merged" / "model.safetensors"  # MLflow keeps the folder's name
+    assert logged.stat().st_size == (merged / "model.safetensors").stat().st_size  # stored once, in bf16

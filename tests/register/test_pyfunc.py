@@ -104,8 +104,12 @@ def test_champion_loads_without_its_base_and_answers_like_the_trained_model(
     from colonpipe.infer.generate import generate_answers
     from colonpipe.infer.load import load_for_inference
 
+    from colonpipe.model.merge_adapter import merge_to_dir
+
     images = tiny_model_dir.parent / "corpus" / "images" / "Synth"
-    model, processor = load_for_inference(trained_final, threads=1)
+    # the registry stores the merged weights once, in bf16 (served in the serve config's fp32)
+    stored = merge_to_dir(trained_final, trained_final.parent / "bf16", dtype=torch.bfloat16)
+    model, processor = load_for_inference(stored, threads=1)
     want = generate_answers(model, processor, [f"<image>\n{QUESTION}", "<image>\nWhere is polyp?"],
                             [load_rgb(images / "0.png"), load_rgb(images / "1.png")],
                             batch_size=2, max_new_tokens=40)

@@ -36,6 +36,8 @@ def test_outputs_and_metrics(repo):
         assert metrics["steps"] == steps and metrics["params_trainable"] > 0
         assert (out / "final" / "projector.safetensors").is_file() and (out / "final" / "manifest.json").is_file()
         assert (out / "loss_curve.png").is_file() and (out / "loss.csv").is_file()
+        card = (out / "final" / "README.md").read_text()  # the training-time model card
+        assert "Not evaluated yet" in card and "## Lineage" in card and f"{stage}:" in card
         kept = sorted(p.name for p in (out / "checkpoints").iterdir())
         assert kept == [f"step-{n}" for n in range(2, steps, 2)]  # the last step is final/
     config = json.loads((repo / "models/finetune/final/train_config.json").read_text())

@@ -64,7 +64,7 @@ def test_outputs_are_self_describing(finetuned):
     final = out / "final"
     assert ck.check_dir(final) is None
     for name in ("adapter/adapter_model.safetensors", "adapter/adapter_config.json", "projector.safetensors",
-                 "config.json", "tokenizer.json", "colongpt_processor.json", "train_config.json",
+                 "config.json", "tokenizer.json", "processor_config.json", "chat_template.jinja", "train_config.json",
                  "trainer_state.json", "data_report.json"):
         assert (final / name).is_file(), name
     cfg = ck.read_train_config(final)
