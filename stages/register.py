@@ -13,21 +13,20 @@ model card (metrics, decision, lineage, params) into the registered model and ``
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 from pathlib import Path
 
-from colonpipe.params import ParamsError, flatten, load_section
-from colonpipe.tracking import stage_run
+from colonpipe.params import flatten
 from colonpipe.register.cards import CardSources
 from colonpipe.register.registry import RegistryError, register_model
+from colonpipe.stage_cli import run_stage
+from colonpipe.tracking import stage_run
 
 logger = logging.getLogger("stages.register")
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_arguments(parser) -> None:
     parser.add_argument("--metrics", type=Path, required=True, help="test metrics JSON (dvc metrics)")
     parser.add_argument("--metrics-val", type=Path, help="val metrics JSON (optional, prefix 'val.')")
     parser.add_argument("--model-dir", type=Path, required=True, help="the candidate model folder")
@@ -37,25 +36,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ingest-report", type=Path, default=Path("data/interim/ingest_report.json"))
     parser.add_argument("--out", type=Path, default=Path("registry.json"), help="decision log")
     parser.add_argument("--artifact-path", default="model", help="name of the logged pyfunc model")
-    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def run(args, cfg) -> None:
     metrics = [args.metrics] + ([args.metrics_val] if args.metrics_val else [])
-    try:
-        cfg = load_section("register", args.params)
-        with stage_run("register", params=flatten(cfg, "register"), inputs=[*metrics, args.model_dir]) as log:
-            card = CardSources(metrics_dir=args.metrics.parent, plots_dir=args.plots_dir, params_path=args.params,
-                               ingest_report=args.ingest_report)
-            decision = register_model(
-                cfg, log, metrics_paths=metrics, model_dir=args.model_dir, registry_path=args.out,
-                artifact_path=args.artifact_path, merged_dir=args.merged_out, card=card,
-            )
-    except (ParamsError, RegistryError) as exc:
-        logger.error("%s", exc)
-        return 1
+    with stage_run("register", params=flatten(cfg, "register"), inputs=[*metrics, args.model_dir]) as log:
+        card = CardSources(metrics_dir=args.metrics.parent, plots_dir=args.plots_dir, params_path=args.params,
+                           ingest_report=args.ingest_report)
+        decision = register_model(
+            cfg, log, metrics_paths=metrics, model_dir=args.model_dir, registry_path=args.out,
+            artifact_path=args.artifact_path, merged_dir=args.merged_out, card=card,
+        )
     verdict = "PROMOTED to champion" if decision.promoted else "not promoted"
     print(f"{decision.model_name} v{decision.candidate_version}: {verdict}: {decision.reason}")
-    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_stage("register", __doc__, add_arguments, run, argv, errors=(RegistryError,))
 
 
 if __name__ == "__main__":

@@ -4,19 +4,18 @@
 
 The output is a plain ``save_pretrained`` ColonGPT folder (config, safetensors, processor) that
 ``colonpipe.model.presets.load_base`` / ``AutoModelForImageTextToText`` load with no PEFT. It is
-written to ``<out>.tmp`` and renamed into place.
+written beside ``<out>`` and swapped in with ``atomic.staged_dir`` (the old folder is moved aside first).
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-import os
-import shutil
 from pathlib import Path
 
 import torch
 
+from colonpipe import atomic
 from colonpipe.model.trained import load_trained
 
 logger = logging.getLogger(__name__)
@@ -28,13 +27,9 @@ def merge_to_dir(trained_dir: Path, out_dir: Path, *, base_dir: Path | None = No
                  dtype: torch.dtype = torch.float32) -> Path:
     """Merge ``trained_dir`` (a ``final/`` or ``step-N/``) into a full model saved at ``out_dir``."""
     model, processor = load_trained(trained_dir, base_dir=base_dir, merge=True, dtype=dtype)
-    tmp = out_dir.with_name(out_dir.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
-    processor.save_pretrained(tmp)
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    os.replace(tmp, out_dir)
+    with atomic.staged_dir(out_dir) as tmp:
+        model.save_pretrained(tmp)
+        processor.save_pretrained(tmp)
     logger.info("merged %s into %s (%s)", trained_dir, out_dir, dtype)
     return out_dir
 
