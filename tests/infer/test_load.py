@@ -4,36 +4,19 @@ import shutil
 
 import numpy as np
 import pytest
-import torch
-from peft import LoraConfig, get_peft_model
 from PIL import Image
 
 from colonpipe.infer.generate import generate_answers
 from colonpipe.infer.load import ModelLoadError, load_for_inference
-from colonpipe.model.presets import load_base
 from colonpipe.model import checkpoint_files as ck
-from colonpipe.model.trained import save_trainables
 from tests.infer.conftest import QUESTIONS
+from tests.trained import write_lora_output
 
 
 @pytest.fixture(scope="module")
 def trained_dir(tmp_path_factory, tiny_model_dir):
     """A ``final/``-style folder: LoRA with non-zero B (so the adapter matters) + a changed projector."""
-    out = tmp_path_factory.mktemp("trained") / "final"
-    out.mkdir()
-    model, processor = load_base(tiny_model_dir, dtype=torch.float32)
-    peft = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "fc1"]))
-    gen = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for name, p in peft.named_parameters():
-            if "lora_B" in name or "multi_modal_projector" in name:
-                p.add_(torch.randn(p.shape, generator=gen) * 0.2)
-    save_trainables(out, peft, full_parts=[], is_main=True)
-    processor.save_pretrained(out)
-    ck.write_json(out / ck.TRAIN_CONFIG, {"base_dir": str(tiny_model_dir)})
-    ck.write_json(out / ck.TRAINER_STATE, {"global_step": 1})
-    ck.write_manifest(out)
-    return out, peft.eval(), processor
+    return write_lora_output(tiny_model_dir, tmp_path_factory.mktemp("trained") / "final")
 
 
 def _samples(n):

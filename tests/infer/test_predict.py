@@ -16,7 +16,7 @@ from colonpipe.infer.predict import human_turn, max_new_tokens_for, read_image, 
 from colonpipe.data.images import ImageError
 from colonpipe.cli import main as cli_main
 from colonpipe.register.model_commands import predict_main
-from tests.register.trained import write_training_output
+from tests.trained import write_training_output
 
 
 def png_header_only(path: Path, width: int, height: int) -> Path:

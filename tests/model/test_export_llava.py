@@ -28,7 +28,7 @@ from colonpipe.model.base_model import build_base
 from colonpipe.model.presets import load_base
 from colonpipe.params import ModelParams, TinyModelParams
 from colonpipe.register.model_commands import export_main
-from tests.register.trained import save_perturbed, write_training_output
+from tests.trained import save_perturbed, write_training_output
 
 QUESTIONS = ["<image>\nCategorize the object.", "<image>\nWhere is polyp located?",
              "<image>\nWhat category does {<1><20><30><44>} belong to?"]

@@ -16,7 +16,7 @@ from PIL import Image
 
 from colonpipe.model.merge_adapter import merge_to_dir
 from colonpipe.model.presets import load_base
-from tests.register.trained import write_training_output
+from tests.trained import write_training_output
 
 REPO = Path(__file__).resolve().parents[2]
 QUESTION = "<image>\nCategorize the object."

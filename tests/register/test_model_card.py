@@ -124,7 +124,7 @@ def test_card_is_a_pure_function_of_its_inputs(run, tmp_path):
 def test_training_output_gets_a_card_of_what_training_knows(run, tiny_model_dir, tmp_path, monkeypatch):
     from colonpipe.model import checkpoint_files as ck
     from colonpipe.register.cards import write_training_card
-    from tests.register.trained import write_training_output
+    from tests.trained import write_training_output
 
     final = write_training_output(tiny_model_dir, tmp_path / "final")
     monkeypatch.chdir(run["root"])
@@ -151,7 +151,7 @@ def test_registered_model_is_bf16_merged_carries_the_wheel_and_the_full_card(run
     from colonpipe.register.registry import register_model
     from colonpipe.tracking.logger import MlflowLogger
     from colonpipe.tracking.store import get_client, get_experiment_id
-    from tests.register.trained import write_training_output
+    from tests.trained import write_training_output
 
     final = write_training_output(tiny_model_dir, tmp_path / "final")
     client = get_client()

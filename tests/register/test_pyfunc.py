@@ -36,6 +36,7 @@ from colonpipe.register.serve_config import ServeConfig
 from colonpipe.register.serve_input import decode_image, human_turn
 from colonpipe.tracking.store import get_client, get_experiment_id
 from tests.bombs import ERROR_SIDE, WARNING_SIDE, b64, png_bomb
+from tests.trained import write_lora_output
 
 pytestmark = pytest.mark.integration
 
@@ -73,28 +74,8 @@ def _png(size=(24, 16), seed=0, fmt="PNG") -> bytes:
 @pytest.fixture
 def trained_final(tmp_path, tiny_model_dir) -> Path:
     """A training output (``final/``: LoRA adapter + projector) over a *copy* of the base."""
-    from peft import LoraConfig, get_peft_model
-
-    from colonpipe.model.presets import load_base
-    from colonpipe.model import checkpoint_files as ck
-    from colonpipe.model.trained import save_trainables
-
     base = shutil.copytree(tiny_model_dir, tmp_path / "base")
-    out = tmp_path / "final"
-    out.mkdir()
-    model, processor = load_base(base, dtype=torch.float32)
-    peft = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "fc1"]))
-    gen = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for name, p in peft.named_parameters():
-            if "lora_B" in name or "multi_modal_projector" in name:
-                p.add_(torch.randn(p.shape, generator=gen) * 0.2)
-    save_trainables(out, peft, full_parts=[], is_main=True)
-    processor.save_pretrained(out)
-    ck.write_json(out / ck.TRAIN_CONFIG, {"base_dir": str(base)})
-    ck.write_json(out / ck.TRAINER_STATE, {"global_step": 1})
-    ck.write_manifest(out)
-    return out
+    return write_lora_output(base, tmp_path / "final")[0]
 
 
 def test_champion_loads_without_its_base_and_answers_like_the_trained_model(

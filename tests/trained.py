@@ -39,6 +39,25 @@ def save_perturbed(base_dir: Path, out_dir: Path, *, seed: int = 0) -> Path:
     return out_dir
 
 
+def write_lora_output(base_dir: Path, out_dir: Path, *, seed: int = 0):
+    """A ``final/``-style folder over ``base_dir``: a LoRA adapter with non-zero B (so the adapter
+    matters) and a moved projector. Returns ``(out_dir, the PEFT model in eval mode, processor)``."""
+    out_dir.mkdir(parents=True)
+    model, processor = load_base(base_dir, dtype=torch.float32)
+    peft = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "fc1"]))
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in peft.named_parameters():
+            if "lora_B" in name or "multi_modal_projector" in name:
+                p.add_(torch.randn(p.shape, generator=gen) * 0.2)
+    save_trainables(out_dir, peft, full_parts=[], is_main=True)
+    processor.save_pretrained(out_dir)
+    ck.write_json(out_dir / ck.TRAIN_CONFIG, {"base_dir": str(base_dir)})
+    ck.write_json(out_dir / ck.TRAINER_STATE, {"global_step": 1})
+    ck.write_manifest(out_dir)
+    return out_dir, peft.eval(), processor
+
+
 def write_training_output(base_dir: Path, out_dir: Path, *, seed: int = 0) -> Path:
     """A ``final/``-style folder over ``base_dir``: LoRA adapter + projector + head/LayerNorm as full parts.
 
