@@ -178,7 +178,8 @@ def test_register_stage_logs_model_and_decision_to_its_run(tracking_env, git_rep
     monkeypatch.setattr(sys, "path", sys.path)
     import register as stage
 
-    (git_repo / "params.yaml").write_text((REPO / "params.yaml").read_text())
+    name = "colongpt_stage_test"  # the session store is shared: a model name of this test's own
+    (git_repo / "params.yaml").write_text((REPO / "params.yaml").read_text().replace("model_name: colongpt", f"model_name: {name}"))
     (git_repo / "metrics").mkdir()
     (git_repo / "models").mkdir()
     shutil.copytree(tiny_model_dir, git_repo / "models" / "final")
@@ -194,7 +195,6 @@ def test_register_stage_logs_model_and_decision_to_its_run(tracking_env, git_rep
         assert stage.main(argv) == 0
 
     client = MlflowClient(tracking_env)
-    name = "colongpt"
     log = json.loads((git_repo / "registry.json").read_text())["decisions"]
     assert [r["promoted"] for r in log] == [True, False]
     run = client.get_run(log[1]["source_run_id"])
@@ -215,7 +215,8 @@ def test_register_stage_refuses_a_folder_that_is_no_model(tracking_env, git_repo
     monkeypatch.setattr(sys, "path", sys.path)
     import register as stage
 
-    (git_repo / "params.yaml").write_text((REPO / "params.yaml").read_text())
+    name = "colongpt_stage_test"  # the session store is shared: a model name of this test's own
+    (git_repo / "params.yaml").write_text((REPO / "params.yaml").read_text().replace("model_name: colongpt", f"model_name: {name}"))
     (git_repo / "metrics").mkdir()
     (git_repo / "models" / "final").mkdir(parents=True)
     (git_repo / "models" / "final" / "adapter.safetensors").write_bytes(b"w" * 10)
