@@ -164,12 +164,10 @@ def test_register_records_one_promotion_decision(pipeline, tmp_path):
     assert json.loads((merged / "config.json").read_text())["dtype"] == "bfloat16"
     card = (merged / "README.md").read_text()
     assert "**promoted to champion**" in card and "### test" in card and "Ingest (bad inputs" in card
-    mlflow.set_registry_uri(client.tracking_uri)  # models:/ URIs resolve in the copy's store
-    try:
-        local = Path(mlflow.artifacts.download_artifacts("models:/colongpt/1", dst_path=str(tmp_path),
-                                                         tracking_uri=client.tracking_uri))
-    finally:
-        mlflow.set_registry_uri(None)
+    # models:/ resolves in the copy's store; no mlflow.set_registry_uri: it also exports MLFLOW_REGISTRY_URI,
+    # which set_registry_uri(None) leaves behind and every later MlflowClient in this process would follow
+    local = Path(mlflow.artifacts.download_artifacts("models:/colongpt/1", dst_path=str(tmp_path),
+                                                     tracking_uri=client.tracking_uri, registry_uri=client.tracking_uri))
     assert (local / "README.md").read_text() == card
     assert list((local / "artifacts/colonpipe_wheel").glob("colonpipe-*.whl"))
     assert "artifacts/colonpipe_wheel/" in (local / "requirements.txt").read_text()
