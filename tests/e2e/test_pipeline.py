@@ -147,7 +147,7 @@ def test_evaluate_writes_metrics_and_plots(pipeline):
     assert "metrics/test.json" in json.dumps(shown)
 
 
-def test_register_records_one_promotion_decision(pipeline, tmp_path):
+def test_register_records_one_promotion_decision(pipeline, tmp_path, monkeypatch):
     import mlflow
 
     repo, _ = pipeline
@@ -164,10 +164,11 @@ def test_register_records_one_promotion_decision(pipeline, tmp_path):
     assert json.loads((merged / "config.json").read_text())["dtype"] == "bfloat16"
     card = (merged / "README.md").read_text()
     assert "**promoted to champion**" in card and "### test" in card and "Ingest (bad inputs" in card
-    # models:/ resolves in the copy's store; no mlflow.set_registry_uri: it also exports MLFLOW_REGISTRY_URI,
-    # which set_registry_uri(None) leaves behind and every later MlflowClient in this process would follow
+    # models:/ resolves in the copy's store. Through monkeypatch, not mlflow.set_registry_uri: that exports
+    # MLFLOW_REGISTRY_URI, which set_registry_uri(None) leaves behind for every later MlflowClient in this process
+    monkeypatch.setenv("MLFLOW_REGISTRY_URI", client.tracking_uri)
     local = Path(mlflow.artifacts.download_artifacts("models:/colongpt/1", dst_path=str(tmp_path),
-                                                     tracking_uri=client.tracking_uri, registry_uri=client.tracking_uri))
+                                                     tracking_uri=client.tracking_uri))
     assert (local / "README.md").read_text() == card
     assert list((local / "artifacts/colonpipe_wheel").glob("colonpipe-*.whl"))
     assert "artifacts/colonpipe_wheel/" in (local / "requirements.txt").read_text()
