@@ -11,7 +11,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -35,6 +34,7 @@ from colonpipe.register.registry import CHAMPION, register_candidate
 from colonpipe.register.serve_config import ServeConfig
 from colonpipe.register.serve_input import decode_image, human_turn
 from colonpipe.tracking.store import get_client, get_experiment_id
+from flows.dvc_cli import kill_group
 from tests.bombs import ERROR_SIDE, WARNING_SIDE, b64, png_bomb
 from tests.trained import write_lora_output
 
@@ -233,12 +233,7 @@ def server(mlflow_store, tiny_model_dir, tmp_path_factory):
         _wait_healthy(f"{base}/ping", proc, log)
         yield Server(f"{base}/invocations", root, allowed, log, proc)
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        kill_group(proc, grace_s=20)  # the server's whole process group, every wait with a deadline
 
 
 def _rows(server: Server, rows: list[list], columns=("image", "question", "task")) -> tuple[int, dict]:

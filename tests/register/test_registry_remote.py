@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -30,6 +29,7 @@ from mlflow import MlflowClient
 from colonpipe.params import RegisterParams
 from colonpipe.register.registry import CHAMPION, PREV_CHAMPION_TAG, PREVIOUS, alias_version, promote, register_candidate
 from colonpipe.tracking.store import is_remote
+from flows.dvc_cli import kill_group
 
 BIN = Path(sys.executable).parent
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
@@ -67,12 +67,7 @@ def server(tmp_path_factory) -> str:
                 time.sleep(0.3)
         yield uri
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=20)
+        kill_group(proc, grace_s=20)  # the server's whole process group, every wait with a deadline
 
 
 WRITER = textwrap.dedent(
